@@ -1,0 +1,2 @@
+"""precimed."""
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""The model bundle: one folder with fixed names, metadata, state files and hashes; checked on load.
+
+bundle/
+  metadata.json        task, feature schema (units, ranges), training data, metrics, versions, hashes
+  preprocessor.json    fitted preprocessing state (JSON, not a pickle)
+  models/<name>.json   each model's state; nets as torch state_dicts (loaded with weights_only=True),
+  models/<name>.*      LightGBM boosters as their text model format
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from precimed import __version__
+from precimed.config import FeatureConfig, RunConfig, TaskConfig
+from precimed.errors import ArtifactError
+from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
+from precimed.preprocess import TabularPreprocessor
+from precimed.train.estimators import NeuralRiskModel
+
+BUNDLE_FORMAT = 1
+MODEL_CLASSES: dict[str, Any] = {
+    "NeuralRiskModel": NeuralRiskModel,
+    "LogisticBaseline": LogisticBaseline,
+    "LinearBaseline": LinearBaseline,
+    "CoxPHBaseline": CoxPHBaseline,
+    "GBMModel": GBMModel,
+}
+LIBRARIES = ("torch", "scikit-learn", "lightgbm", "lifelines", "numpy", "pandas", "pydantic")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(meta: dict) -> bytes:
+    return json.dumps({k: v for k, v in meta.items() if k != "metadata_sha256"}, sort_keys=True,
+                      default=str).encode()
+
+
+@dataclass
+class Bundle:
+    """A loaded, verified bundle."""
+
+    path: Path
+    metadata: dict
+    preprocessor: TabularPreprocessor
+    models: dict[str, Any]
+
+    @property
+    def config(self) -> RunConfig:
+        return RunConfig.model_validate(self.metadata["config"])
+
+    @property
+    def task(self) -> TaskConfig:
+        return TaskConfig.model_validate(self.metadata["config"]["task"])
+
+    @property
+    def features(self) -> list[FeatureConfig]:
+        return [FeatureConfig.model_validate(f) for f in self.metadata["config"]["features"]]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.metadata['name']}@{self.metadata['metadata_sha256'][:12]}"
+
+
+def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPreprocessor, models: dict[str, Any],
+                metadata: dict) -> Path:
+    """Write a bundle into `directory`, which must not exist yet (callers write into a temporary run folder)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=False)
+    (directory / "models").mkdir()
+    files: dict[str, bytes] = {"preprocessor.json": json.dumps(preprocessor.to_state(), indent=1).encode()}
+    model_meta = {}
+    for name, model in models.items():
+        state, blobs = model.to_state()
+        blob_names = {}
+        for blob_name, data in blobs.items():
+            rel = f"models/{name}.{blob_name.split('.', 1)[-1]}"
+            files[rel] = data
+            blob_names[blob_name] = rel
+        files[f"models/{name}.json"] = json.dumps(state).encode()
+        model_meta[name] = {"class": type(model).__name__, "state": f"models/{name}.json", "blobs": blob_names}
+    for rel, data in files.items():
+        (directory / rel).write_bytes(data)
+    meta = {
+        "format": BUNDLE_FORMAT,
+        "name": config.name,
+        "precimed_version": __version__,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "libraries": library_versions(),
+        "config": config.model_dump(mode="json"),
+        "models": model_meta,
+        **metadata,
+        "sha256": {rel: sha256_bytes(data) for rel, data in sorted(files.items())},
+    }
+    meta["metadata_sha256"] = sha256_bytes(_canonical(meta))
+    (directory / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+    return directory
+
+
+def load_bundle(directory: Path | str) -> Bundle:
+    """Load and verify a bundle; refuse it if any file was altered, added to the record, or is missing."""
+    directory = Path(directory)
+    meta_path = directory / "metadata.json"
+    if not meta_path.is_file():
+        raise ArtifactError(f"{directory}: not a precimed bundle (no metadata.json)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: unreadable metadata ({exc}); refusing to load") from None
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ArtifactError(f"{directory}: bundle format {meta.get('format')!r}, this precimed reads {BUNDLE_FORMAT}")
+    if meta.get("metadata_sha256") != sha256_bytes(_canonical(meta)):
+        raise ArtifactError(f"{meta_path} was altered after the bundle was written (hash mismatch); refusing to load")
+    blobs: dict[str, bytes] = {}
+    for rel, digest in meta["sha256"].items():
+        path = directory / rel
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing from the bundle; refusing to load")
+        data = path.read_bytes()
+        if sha256_bytes(data) != digest:
+            raise ArtifactError(f"{path} does not match its recorded sha256; the bundle was altered, refusing to load")
+        blobs[rel] = data
+    preprocessor = TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"]))
+    models = {}
+    for name, info in meta["models"].items():
+        cls = MODEL_CLASSES.get(info["class"])
+        if cls is None:
+            raise ArtifactError(f"{directory}: model {name!r} has unknown class {info['class']!r}")
+        state = json.loads(blobs[info["state"]])
+        models[name] = cls.from_state(state, {b: blobs[rel] for b, rel in info["blobs"].items()})
+    return Bundle(directory, meta, preprocessor, models)

@@ -1,0 +1,144 @@
+"""The `precimed` command line: thin commands that delegate to workflows."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from precimed.errors import PrecimedError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="precimed: validated clinical risk models on real cohorts.")
+console = Console()
+err_console = Console(stderr=True)
+
+KEY_METRICS = {
+    "binary": ["auroc", "auprc", "brier", "calibration_slope", "calibration_intercept", "f1"],
+    "multiclass": ["accuracy", "f1_macro", "auroc_macro", "log_loss"],
+    "regression": ["mae", "rmse", "r2"],
+    "survival": ["c_harrell", "c_uno", "auc_mean", "ibs"],
+}
+
+
+def _echo(message: str) -> None:
+    err_console.print(f"[dim]· {message}[/dim]")
+
+
+def _cell(m: dict | None) -> str:
+    if m is None or m.get("value") is None or m["value"] != m["value"]:
+        return "–"
+    lo, hi = m.get("ci_low"), m.get("ci_high")
+    ci = f" ({lo:.3f}–{hi:.3f})" if lo is not None and lo == lo and hi == hi else ""
+    return f"{m['value']:.3f}{ci}"
+
+
+def print_metrics(doc: dict) -> None:
+    """The comparison table: one row per model, key metrics with their bootstrap CIs."""
+    task = doc["task"]
+    columns = list(KEY_METRICS[task])
+    if task == "survival":
+        columns[3:3] = [k for k in next(iter(doc["models"].values())) if k.startswith("auc_") and k != "auc_mean"]
+    test = doc["data"]["test"]
+    extra = f", {test['events']} events" if "events" in test else ""
+    level = int(round(doc["bootstrap"]["level"] * 100))
+    table = Table(title=f"{doc['run']}: {task}, validated on {test['name']} (n={test['n']}{extra}); "
+                        f"{level}% bootstrap CI, {doc['bootstrap']['replicates']} replicates")
+    table.add_column("model")
+    for c in columns:
+        table.add_column(c, justify="right")
+    for name, metrics in doc["models"].items():
+        table.add_row(name, *(_cell(metrics.get(c)) for c in columns))
+    console.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in real cohorts: size, task, outcome columns, source and license."""
+    from precimed.data import list_datasets
+
+    table = Table(title="built-in cohorts (load offline; most need the optional extra precimed[data])")
+    for col in ("name", "rows", "task", "target / time, event", "treatment", "id", "license", "source"):
+        table.add_column(col, overflow="fold")
+    for d in list_datasets():
+        outcome = f"{d.time}, {d.event}" if d.task == "survival" else str(d.target)
+        table.add_row(d.name, str(d.rows), d.task, outcome, d.treatment or "–", d.id_column, d.license,
+                      d.source.split(".")[0])
+    console.print(table)
+
+
+@app.command()
+def train(config: Path = typer.Argument(..., help="run config (YAML)"),
+          out: Path = typer.Option(..., "--out", help="run folder to create: bundle/, metrics.json, quality.json"),
+          overwrite: bool = typer.Option(False, help="replace an existing run folder"),
+          progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Train the deep model and the baselines from CONFIG, validate them, write the bundle."""
+    from precimed import workflows
+    from precimed.config import load_config
+
+    result = workflows.train_from_config(load_config(config), out, overwrite=overwrite, progress=progress,
+                                         echo=_echo)
+    print_metrics(result.metrics)
+    console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
+
+
+@app.command()
+def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
+            input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines"),
+            output: Path = typer.Option(..., "--output", help="predictions file (.csv, .parquet, .json, .jsonl)"),
+            model: str = typer.Option("mlp", help="which model of the bundle"),
+            allow_out_of_range: bool = typer.Option(
+                False, help="treat values outside the plausible range as missing instead of refusing")) -> None:
+    """Score new patients with a bundle."""
+    from precimed import workflows
+
+    out = workflows.predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range)
+    console.print(f"{len(out)} patient(s) scored with {model} → {output}")
+
+
+@app.command()
+def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
+             data: str = typer.Option(..., "--data", help="built-in cohort name, data file, or source spec (.yaml)"),
+             out: Path = typer.Option(..., "--out", help="folder to create: metrics.json, quality.json"),
+             overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
+    """Validate a bundle on another cohort or file."""
+    from precimed import workflows
+
+    result = workflows.evaluate_bundle(bundle, data, out, overwrite=overwrite, echo=_echo)
+    print_metrics(result.metrics)
+    console.print(f"metrics {out / 'metrics.json'}")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder (replaced if it exists)"),
+         progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    """Rotterdam node-positive → Cox MLP, Cox PH, gradient boosting → external validation on GBSG."""
+    from precimed import workflows
+
+    result = workflows.demo(out, progress=progress, echo=_echo)
+    print_metrics(result.metrics)
+    console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except PrecimedError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The run config: YAML parsed into pydantic models that reject unknown keys by name.
+
+One file declares the data sources (a built-in cohort or a file, and an optional external test
+source), harmonizing renames / derived columns / filters, the task, the features with units and
+plausible ranges, the split, preprocessing, models, training and evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from precimed import expressions
+from precimed.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where rows come from, and how they are harmonized before typing."""
+
+    dataset: str | None = None
+    path: Path | None = None
+    filter: str | None = None
+    rename: dict[str, str] = {}
+    derive: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceConfig:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'dataset' (a built-in cohort) or 'path' (a CSV/Parquet/JSON file)")
+        for text in ([self.filter] if self.filter else []) + list(self.derive.values()):
+            try:
+                expressions.parse(text)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short human name: the dataset name or the file name."""
+        return self.dataset if self.dataset is not None else str(self.path)
+
+
+class DataConfig(_Strict):
+    train: SourceConfig
+    test: SourceConfig | None = None
+
+
+TaskKind = Literal["binary", "multiclass", "regression", "survival"]
+
+
+class TaskConfig(_Strict):
+    """What is predicted: a label, a number, or (time, event)."""
+
+    kind: TaskKind
+    target: str | None = None
+    positive: str | int | float | bool | None = None
+    classes: list[str] | None = None
+    time: str | None = None
+    event: str | None = None
+    time_unit: str = "days"
+    censor_at: float | None = Field(default=None, gt=0)
+    horizons: list[float] = []
+    treatment: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> TaskConfig:
+        if self.kind == "survival":
+            if not (self.time and self.event):
+                raise ValueError("a survival task needs 'time' and 'event' columns")
+            if not self.horizons:
+                raise ValueError("a survival task needs 'horizons' (times at which AUC and Brier are reported)")
+            if any(h <= 0 for h in self.horizons):
+                raise ValueError(f"horizons must be positive, got {self.horizons}")
+        elif not self.target:
+            raise ValueError(f"a {self.kind} task needs a 'target' column")
+        return self
+
+    @property
+    def label_columns(self) -> list[str]:
+        return [self.time, self.event] if self.kind == "survival" else [self.target]  # type: ignore[list-item]
+
+
+FeatureKind = Literal["numeric", "binary", "categorical", "ordinal", "genotype"]
+
+
+class FeatureConfig(_Strict):
+    """One input feature: its kind, unit and plausible range."""
+
+    name: str
+    kind: FeatureKind = "numeric"
+    unit: str | None = None
+    range: tuple[float, float] | None = None
+    log: bool = False
+    categories: list[str | int | float] | None = None
+    positive: list[str | int | float | bool] | None = None
+    alleles: list[str] | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> FeatureConfig:
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"feature {self.name!r}: range low {self.range[0]} > high {self.range[1]}")
+        if self.kind == "ordinal" and not self.categories:
+            raise ValueError(f"ordinal feature {self.name!r} needs 'categories' in their order")
+        if self.kind == "genotype" and not self.alleles:
+            raise ValueError(f"genotype feature {self.name!r} needs 'alleles' (e.g. [E2, E3, E4])")
+        if self.log and self.kind != "numeric":
+            raise ValueError(f"feature {self.name!r}: 'log' applies to numeric features only")
+        if self.range is not None and self.kind not in ("numeric", "ordinal"):
+            raise ValueError(f"feature {self.name!r}: 'range' applies to numeric features only")
+        return self
+
+
+class SplitConfig(_Strict):
+    """stratified: random split stratified on the outcome; grouped: no patient on both sides;
+    external: train on data.train, test on data.test."""
+
+    kind: Literal["stratified", "grouped", "external"] = "stratified"
+    test_fraction: float = Field(default=0.25, gt=0, lt=1)
+    group: str | None = None
+
+
+class PreprocessConfig(_Strict):
+    impute: Literal["median", "mean"] = "median"
+    missing_indicators: bool = True
+    scale: Literal["standard", "robust", "none"] = "standard"
+
+
+class MLPConfig(_Strict):
+    hidden: list[int] = [64, 32]
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    activation: Literal["relu", "gelu", "tanh", "elu", "selu", "leaky_relu"] = "relu"
+    batch_norm: bool = False
+    ensemble: int = Field(default=1, ge=1, le=50)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 for h in v):
+            raise ValueError(f"hidden sizes must be positive, got {v}")
+        return v
+
+
+class GBMConfig(_Strict):
+    n_estimators: int = Field(default=500, ge=1)
+    learning_rate: float = Field(default=0.03, gt=0)
+    num_leaves: int = Field(default=8, ge=2)
+    min_child_samples: int = Field(default=20, ge=1)
+    subsample: float = Field(default=0.8, gt=0, le=1)
+    colsample_bytree: float = Field(default=0.8, gt=0, le=1)
+    reg_lambda: float = Field(default=1.0, ge=0)
+
+
+BaselineName = Literal["logistic", "cox_ph", "linear", "gbm"]
+
+
+class ModelsConfig(_Strict):
+    mlp: MLPConfig = MLPConfig()
+    baselines: list[BaselineName] | None = None
+    gbm: GBMConfig = GBMConfig()
+
+
+class TrainingConfig(_Strict):
+    optimizer: Literal["sgd", "adam", "adamw", "adagrad", "rmsprop"] = "adamw"
+    lr: float = Field(default=1e-3, gt=0)
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    batch_size: int = Field(default=256, ge=2)
+    max_epochs: int = Field(default=200, ge=1)
+    patience: int = Field(default=20, ge=1)
+    lr_schedule: Literal["none", "cosine", "step", "plateau"] = "none"
+    val_fraction: float = Field(default=0.2, gt=0, lt=1)
+    class_weight: Literal["none", "balanced"] = "none"
+    progress: bool = True
+
+
+class EvaluationConfig(_Strict):
+    bootstrap: int = Field(default=1000, ge=0)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    level: float = Field(default=0.95, gt=0, lt=1)
+
+
+class RunConfig(_Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    patient_id: str | None = None
+    data: DataConfig
+    task: TaskConfig
+    features: list[FeatureConfig] = Field(min_length=1)
+    split: SplitConfig = SplitConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    models: ModelsConfig = ModelsConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {dupes}")
+        clash = set(names) & set(self.task.label_columns)
+        if clash:
+            raise ValueError(f"{sorted(clash)} cannot be both a feature and the outcome")
+        if self.split.kind == "external" and self.data.test is None:
+            raise ValueError("split kind 'external' needs data.test")
+        if self.split.kind != "external" and self.data.test is not None:
+            raise ValueError("data.test is given: set split.kind to 'external' (or remove data.test)")
+        baselines = self.baselines
+        allowed = {"binary": {"logistic", "gbm"}, "multiclass": {"logistic", "gbm"},
+                   "regression": {"linear", "gbm"}, "survival": {"cox_ph", "gbm"}}[self.task.kind]
+        wrong = [b for b in baselines if b not in allowed]
+        if wrong:
+            raise ValueError(f"baselines {wrong} do not fit a {self.task.kind} task; choose from {sorted(allowed)}")
+        return self
+
+    @property
+    def baselines(self) -> list[str]:
+        """Baselines trained beside the deep model: the configured ones or the task's defaults."""
+        if self.models.baselines is not None:
+            return list(self.models.baselines)
+        return {"binary": ["logistic", "gbm"], "multiclass": ["logistic", "gbm"],
+                "regression": ["linear", "gbm"], "survival": ["cox_ph", "gbm"]}[self.task.kind]
+
+
+def _describe(error: ValidationError, path: Path | str) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{where}' (check the spelling)")
+        else:
+            msg = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {msg}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
+    """Validate a mapping as a RunConfig; file paths are resolved against `base_dir`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    if base_dir is not None:
+        for src in (cfg.data.train, cfg.data.test):
+            if src is not None and src.path is not None and not src.path.is_absolute():
+                src.path = (base_dir / src.path).resolve()
+    return cfg
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read a YAML run config; every problem is a ConfigError naming the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_config(data, source=str(path), base_dir=path.parent)

@@ -1,0 +1,1 @@
+"""The training loop and estimators under the scikit-learn contract."""
