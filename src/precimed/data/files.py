@@ -5,8 +5,8 @@ SchemaError for duplicate column names) whose message starts with the file path 
 
 CSV / TSV: text is read as UTF-8 (a byte-order mark is ignored); exactly "", "NA", "NaN" and "null" are
 missing; a column becomes numeric when every present value is a number, unless some value has a leading
-zero such as "007" (an identifier or code), in which case it stays text. JSON keeps its own types, with
-null as missing.
+zero such as "007" (an identifier or code), in which case it stays text. JSON and Parquet keep their own
+types. In every format a missing value in a text column is NaN (never None).
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise _no_rows(p)
     df = reader(p)
     _require_unique_columns(list(df.columns), p)
-    if len(df) == 0:
-        raise _no_rows(p)
     if df.shape[1] == 0:
         raise DataError(f"{p}: the file has no columns")
+    if len(df) == 0:
+        raise _no_rows(p)
+    for column in df.select_dtypes(include="object").columns:
+        df[column] = df[column].where(df[column].notna(), np.nan)  # one missing marker: NaN, never None
     return df
 
 
@@ -152,11 +154,7 @@ def _frame(records: list[Any], p: Path, label: Callable[[int], str]) -> pd.DataF
             raise DataError(f"{p}: {label(i)} is {_kind(record)}; expected an object of column: value pairs")
     if not records:
         raise _no_rows(p)
-    df = pd.DataFrame.from_records(records)
-    for column in df.columns:
-        if df[column].dtype == object:
-            df[column] = df[column].where(df[column].notna(), np.nan)
-    return df
+    return pd.DataFrame.from_records(records)
 
 
 def _read_json(p: Path) -> pd.DataFrame:
@@ -166,8 +164,11 @@ def _read_json(p: Path) -> pd.DataFrame:
     try:
         data = json.loads(text, object_pairs_hook=_unique_keys(p))
     except json.JSONDecodeError as exc:
-        hint = "; it looks like JSON lines (one object per line): name the file .jsonl" \
-            if exc.msg == "Extra data" else ""
+        hint = (
+            "; it looks like JSON lines (one object per line): name the file .jsonl"
+            if exc.msg == "Extra data"
+            else ""
+        )
         raise DataError(
             f"{p}: cannot parse the JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
         ) from None
@@ -188,7 +189,9 @@ def _read_json_lines(p: Path) -> pd.DataFrame:
         try:
             records.append(json.loads(line, object_pairs_hook=_unique_keys(p)))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{p}: cannot parse the JSON at line {number} column {exc.colno}: {exc.msg}") from None
+            raise DataError(
+                f"{p}: cannot parse the JSON at line {number} column {exc.colno}: {exc.msg}"
+            ) from None
         lines.append(number)
     return _frame(records, p, lambda i: f"line {lines[i]}")
 
@@ -197,9 +200,15 @@ def _read_json_lines(p: Path) -> pd.DataFrame:
 
 
 def _read_parquet(p: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
     try:
+        # Check the names first: pyarrow refuses to read a file whose columns repeat a name.
+        _require_unique_columns(list(pq.read_schema(p).names), p)
         df = pd.read_parquet(p)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
+        if isinstance(exc, SchemaError):
+            raise
         raise DataError(f"{p}: cannot read the file as Parquet: {_one_line(exc)}") from None
     named_index = isinstance(df.index, pd.MultiIndex) or df.index.name is not None
     if named_index:

