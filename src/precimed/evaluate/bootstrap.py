@@ -71,12 +71,17 @@ def _strata_groups(strata: np.ndarray | None, n: int) -> list[np.ndarray]:
         return [np.arange(n)]
     labels = np.asarray(strata)
     if labels.ndim != 1 or labels.shape[0] != n:
-        raise DataError(f"strata must hold one label per row: expected {n} values, got shape {labels.shape}.",
-                        column="strata")
+        raise DataError(
+            f"strata must hold one label per row: expected {n} values, got shape {labels.shape}.",
+            column="strata",
+        )
     if labels.dtype.kind == "f" and np.isnan(labels).any():
         rows = np.flatnonzero(np.isnan(labels))
-        raise DataError(f"strata contains NaN in {rows.size} row(s); give every row a stratum.",
-                        column="strata", rows=rows.tolist())
+        raise DataError(
+            f"strata contains NaN in {rows.size} row(s); give every row a stratum.",
+            column="strata",
+            rows=rows.tolist(),
+        )
     _, inverse = np.unique(labels, return_inverse=True)
     inverse = inverse.ravel()
     return [np.flatnonzero(inverse == k) for k in range(int(inverse.max()) + 1)]

@@ -52,7 +52,9 @@ def _as_1d_float(values: object, name: str) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be numeric; could not convert it to numbers ({exc}).", column=name) from exc
+        raise DataError(
+            f"{name} must be numeric; could not convert it to numbers ({exc}).", column=name
+        ) from exc
     if arr.ndim != 1:
         raise DataError(f"{name} must be one-dimensional, got shape {arr.shape}.", column=name)
     if arr.size == 0:
@@ -251,8 +253,10 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """
     proba = np.asarray(proba, dtype=float)
     if proba.ndim != 2 or proba.shape[1] < 2:
-        raise DataError(f"proba must be a 2-D array (rows, classes) with at least 2 columns, got {proba.shape}.",
-                        column="proba")
+        raise DataError(
+            f"proba must be a 2-D array (rows, classes) with at least 2 columns, got {proba.shape}.",
+            column="proba",
+        )
     k = proba.shape[1]
     y = _as_1d_float(y, "y")
     n = _check_same_length(y=y, proba=proba)
@@ -268,8 +272,9 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         )
     _check_finite(proba, "proba", "predictions")
     if (proba < 0).any() or (proba > 1).any():
-        raise DataError("proba must hold probabilities in [0, 1]; pass softmax outputs, not logits.",
-                        column="proba")
+        raise DataError(
+            "proba must hold probabilities in [0, 1]; pass softmax outputs, not logits.", column="proba"
+        )
     sums = proba.sum(axis=1)
     off = np.abs(sums - 1.0) > 1e-3
     if off.any():

@@ -53,8 +53,11 @@ def _times(time: object) -> np.ndarray:
     _check_finite(arr, "time", "follow-up times")
     if (arr < 0).any():
         rows = np.flatnonzero(arr < 0)
-        raise DataError(f"time must be non-negative; found {arr[rows[0]]!r} in row {rows[0]}.",
-                        column="time", rows=rows.tolist())
+        raise DataError(
+            f"time must be non-negative; found {arr[rows[0]]!r} in row {rows[0]}.",
+            column="time",
+            rows=rows.tolist(),
+        )
     return arr
 
 
@@ -78,8 +81,9 @@ class _TimeTable:
         return np.where(idx >= 0, self.g[np.maximum(idx, 0)], 1.0)
 
 
-def kaplan_meier(time: np.ndarray, event: np.ndarray, *, censoring: bool = False
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def kaplan_meier(
+    time: np.ndarray, event: np.ndarray, *, censoring: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Kaplan-Meier estimate: the distinct times and the survival probability just after each.
 
     With ``censoring=True`` it estimates G, the survival function of the censoring times, with
@@ -139,8 +143,9 @@ def _prefix_counts(values: np.ndarray, stop: np.ndarray, v: np.ndarray) -> tuple
     return less, less_equal
 
 
-def _concordance(time: np.ndarray, event: np.ndarray, risk: np.ndarray, table: _TimeTable,
-                 tau: float | None) -> tuple[float, float]:
+def _concordance(
+    time: np.ndarray, event: np.ndarray, risk: np.ndarray, table: _TimeTable, tau: float | None
+) -> tuple[float, float]:
     """Harrell's C and Uno's C (IPCW, truncated at tau); NaN where no pair is comparable."""
     n = len(time)
     group, starts, ends = _tie_groups(risk)
@@ -171,8 +176,9 @@ def _concordance(time: np.ndarray, event: np.ndarray, risk: np.ndarray, table: _
     return harrell, uno
 
 
-def _cumulative_dynamic_auc(time: np.ndarray, event: np.ndarray, group: np.ndarray, g_obs: np.ndarray,
-                            h: float) -> float:
+def _cumulative_dynamic_auc(
+    time: np.ndarray, event: np.ndarray, group: np.ndarray, g_obs: np.ndarray, h: float
+) -> float:
     case = event & (time <= h)
     control = time > h
     n_control = int(np.count_nonzero(control))
@@ -186,8 +192,9 @@ def _cumulative_dynamic_auc(time: np.ndarray, event: np.ndarray, group: np.ndarr
     return float(w @ (less + 0.5 * (less_equal - less)) / (w.sum() * n_control))
 
 
-def _brier_scores(time: np.ndarray, event: np.ndarray, g_obs: np.ndarray, table: _TimeTable,
-                  s: np.ndarray, at: np.ndarray) -> np.ndarray:
+def _brier_scores(
+    time: np.ndarray, event: np.ndarray, g_obs: np.ndarray, table: _TimeTable, s: np.ndarray, at: np.ndarray
+) -> np.ndarray:
     """IPCW Brier score at each time in ``at``; column j of ``s`` holds S(at[j] | x_i)."""
     case = event[:, None] & (time[:, None] <= at[None, :])
     control = time[:, None] > at[None, :]
@@ -214,7 +221,8 @@ def survival_metrics(
     ``auc_mean``, their plain mean. With ``surv`` (n, len(surv_times)) holding S(t | x) on the grid
     ``surv_times`` (increasing), it adds ``brier_{h:g}`` at each horizon (S taken at the last grid
     time <= h) and ``ibs``, the trapezoid integral of the Brier score over the grid points within
-    [min(time), max(horizons)] divided by that range.
+    [min(time), max(horizons)] divided by that range. Horizons are sorted and de-duplicated; every
+    key exists in every call (NaN when undefined), so bootstrap replicates line up.
 
     Raises DataError for no events, a horizon at or beyond the last observed time, or a horizon
     with no event at or before it. Inside :func:`~precimed.evaluate.metrics.undefined_as_nan` those
@@ -228,6 +236,8 @@ def survival_metrics(
     hs = np.unique(np.asarray(horizons, dtype=float).ravel())
     if hs.size == 0 or not np.isfinite(hs).all():
         raise DataError(f"horizons must be a non-empty list of finite times, got {horizons!r}.")
+    if len({f"{h:g}" for h in hs}) < hs.size:
+        raise DataError(f"horizons {hs.tolist()} are too close to name apart with 6 significant digits.")
     has_surv = surv is not None or surv_times is not None
     if has_surv:
         surv_arr, grid = _check_surv(surv, surv_times, n)
@@ -266,7 +276,10 @@ def survival_metrics(
     g_obs = table.g[table.inverse]
     out["c_harrell"], out["c_uno"] = _concordance(time, event, risk, table, tau)
     if np.isnan(out["c_harrell"]):
-        _undefined("no comparable pairs: every event is tied in time with every later subject.")
+        _undefined(
+            "no comparable pairs: no event is followed by a later exit (or a censoring at the same time), "
+            "so concordance is undefined."
+        )
 
     group = _tie_groups(risk)[0]
     aucs = []
@@ -275,8 +288,11 @@ def survival_metrics(
         if h >= t_max:
             continue
         if not (event & (time <= h)).any():
-            _undefined(f"no event at or before horizon {h:g}, so the AUC there is undefined; the first "
-                       f"event is at {time[event].min():g}. Choose a later horizon.", column="time")
+            _undefined(
+                f"no event at or before horizon {h:g}, so the AUC there is undefined; the first "
+                f"event is at {time[event].min():g}. Choose a later horizon.",
+                column="time",
+            )
             continue
         out[key] = _cumulative_dynamic_auc(time, event, group, g_obs, h)
         aucs.append(out[key])
@@ -314,7 +330,9 @@ def survival_metrics(
     return out
 
 
-def _check_surv(surv: np.ndarray | None, surv_times: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_surv(
+    surv: np.ndarray | None, surv_times: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     if surv is None or surv_times is None:
         raise DataError("pass surv and surv_times together: surv[i, j] is S(surv_times[j] | row i).")
     grid = _as_1d_float(surv_times, "surv_times")
@@ -331,4 +349,3 @@ def _check_surv(surv: np.ndarray | None, surv_times: np.ndarray | None, n: int) 
     if (arr < 0).any() or (arr > 1).any():
         raise DataError("surv must hold survival probabilities in [0, 1].", column="surv")
     return arr, grid
-

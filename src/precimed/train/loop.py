@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from precimed.train.optim import FlatOptimizer, unflatten_parameters
+
 LossFn = Callable[..., Tensor]
 
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "sgd": lambda params, s: torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay),
-    "adam": lambda params, s: torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay),
-    "adamw": lambda params, s: torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay),
-    "adagrad": lambda params, s: torch.optim.Adagrad(params, lr=s.lr, weight_decay=s.weight_decay),
-    "rmsprop": lambda params, s: torch.optim.RMSprop(params, lr=s.lr, momentum=s.momentum,
-                                                      weight_decay=s.weight_decay),
-}
+OPTIMIZERS = FlatOptimizer.RULES
 
 SCHEDULES: dict[str, Callable[..., object | None]] = {
     "none": lambda opt, s: None,
@@ -90,7 +85,9 @@ def fit_net(
     """
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    optimizer = OPTIMIZERS[settings.optimizer](net.parameters(), settings)
+    momentum = settings.momentum if settings.optimizer in ("sgd", "rmsprop") else 0.0
+    optimizer = FlatOptimizer(net, settings.optimizer, lr=settings.lr, weight_decay=settings.weight_decay,
+                              momentum=momentum)
     scheduler = SCHEDULES[settings.lr_schedule](optimizer, settings)
     stopper = EarlyStopping(settings.patience)
     history = History()
@@ -105,7 +102,7 @@ def fit_net(
             hi = min(lo + bs, n)
             if hi - lo < 2 and n > 1:  # a batch of one breaks batch-norm and says little
                 continue
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss = loss_fn(net(xp[lo:hi]), *(y[lo:hi] for y in yp))
             loss.backward()
             optimizer.step()
@@ -124,6 +121,7 @@ def fit_net(
             on_epoch(epoch)
         if stopper.step(epoch, val_loss, net):
             break
+    unflatten_parameters(net)
     if stopper.best_state is not None:
         net.load_state_dict(stopper.best_state)
     net.eval()
