@@ -13,7 +13,7 @@ from precimed.errors import PrecimedError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="precimed: validated clinical risk models on real cohorts.")
-console = Console()
+console = Console(width=max(Console().width, 150))
 err_console = Console(stderr=True)
 
 KEY_METRICS = {
