@@ -126,7 +126,7 @@ def _labels(frame: pd.DataFrame, task: TaskConfig, classes: list[str] | None, *,
             values = target.astype(str) if isinstance(task.positive, str) else target
             return (values == task.positive).astype(float).to_numpy(), ok.to_numpy(), None
         seen = set(target[ok].unique().tolist())
-        if not seen <= {0, 1, True, False}:
+        if not seen <= {0, 1}:
             raise ConfigError(f"{where}: binary target {task.target!r} holds {sorted(map(str, seen))[:6]}; "
                               "set task.positive to the value that means the outcome occurred")
         return target.astype(float).to_numpy(), ok.to_numpy(), None

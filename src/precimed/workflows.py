@@ -199,8 +199,8 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
         train = cohort.subset(tr, f"{cohort.name} (train, {cfg.split.kind} split)")
         test = cohort.subset(te, f"{cohort.name} (test, {cfg.split.kind} split)")
     features = [f.model_dump() for f in cfg.features]
-    quality = {"train": quality_report(train.X, features, source=train.name, id_name=train.id_name),
-               "test": quality_report(test.X, features, source=test.name, id_name=test.id_name)}
+    quality = {"train": quality_report(train.frame, features, source=train.name, id_name=train.id_name),
+               "test": quality_report(test.frame, features, source=test.name, id_name=test.id_name)}
     pre = TabularPreprocessor(features=features, impute=cfg.preprocess.impute,
                               missing_indicators=cfg.preprocess.missing_indicators, scale=cfg.preprocess.scale,
                               out_of_range="missing")
@@ -263,7 +263,7 @@ def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bo
     echo(f"loading {source.label}")
     cohort = load_cohort(source, cfg, classes=bundle.metadata.get("classes"))
     features = [f.model_dump() for f in cfg.features]
-    quality = quality_report(cohort.X, features, source=cohort.name, id_name=cohort.id_name)
+    quality = quality_report(cohort.frame, features, source=cohort.name, id_name=cohort.id_name)
     pre = bundle.preprocessor
     pre.out_of_range = "missing"
     X = pre.transform(cohort.X)
