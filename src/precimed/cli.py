@@ -13,7 +13,7 @@ from precimed.errors import PrecimedError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="precimed: validated clinical risk models on real cohorts.")
-console = Console(width=max(Console().width, 150))
+console = Console(width=max(Console().width, 200))
 err_console = Console(stderr=True)
 
 KEY_METRICS = {
@@ -36,6 +36,14 @@ def _cell(m: dict | None) -> str:
     return f"{m['value']:.3f}{ci}"
 
 
+def _diff_cell(m: dict | None) -> str:
+    """A paired difference: marked when its CI excludes zero."""
+    if m is None or m.get("value") is None or m["value"] != m["value"]:
+        return "–"
+    text = f"{m['value']:+.3f} ({m['ci_low']:+.3f} to {m['ci_high']:+.3f})"
+    return f"[bold]{text}[/bold]" if m["ci_low"] > 0 or m["ci_high"] < 0 else f"[dim]{text}[/dim]"
+
+
 def print_metrics(doc: dict) -> None:
     """The comparison table: one row per model, key metrics with their bootstrap CIs."""
     task = doc["task"]
@@ -52,6 +60,8 @@ def print_metrics(doc: dict) -> None:
         table.add_column(c, justify="right")
     for name, metrics in doc["models"].items():
         table.add_row(name, *(_cell(metrics.get(c)) for c in columns))
+    for name, diffs in doc.get("comparisons", {}).items():
+        table.add_row(f"[dim]{name}[/dim]", *(_diff_cell(diffs.get(c)) for c in columns))
     console.print(table)
 
 

@@ -112,42 +112,58 @@ def model_outputs(model: Any, X: np.ndarray, task: TaskConfig, grid: np.ndarray 
     return out
 
 
-def score(task: TaskConfig, y: np.ndarray, out: dict, *, n_boot: int, seed: int, level: float,
-          threshold: float, grid: np.ndarray | None = None) -> dict[str, dict[str, float]]:
-    """Every metric of the task with a seeded bootstrap CI (the same resamples for every model)."""
+def metric_function(task: TaskConfig, y: np.ndarray, out: dict, *, threshold: float,
+                    grid: np.ndarray | None = None) -> Callable[[np.ndarray], dict[str, float]]:
+    """The task's metrics on a subset of rows (an index array), for the bootstrap."""
     if task.kind == "binary":
-        def fn(i: np.ndarray) -> dict[str, float]:
-            return binary_metrics(y[i], out["proba"][i], threshold=threshold)
-        strata = y
-    elif task.kind == "multiclass":
-        def fn(i: np.ndarray) -> dict[str, float]:
-            return multiclass_metrics(y[i].astype(int), out["proba"][i])
-        strata = y
-    elif task.kind == "regression":
-        def fn(i: np.ndarray) -> dict[str, float]:
-            return regression_metrics(y[i], out["value"][i])
-        strata = None
-    else:
-        def fn(i: np.ndarray) -> dict[str, float]:
-            return survival_metrics(y[i, 0], y[i, 1], out["risk"][i], horizons=task.horizons,
-                                    surv=out["surv"][i], surv_times=grid)
-        strata = y[:, 1]
-    return bootstrap_ci(fn, len(y), n_boot=n_boot, seed=seed, strata=strata, level=level)
+        return lambda i: binary_metrics(y[i], out["proba"][i], threshold=threshold)
+    if task.kind == "multiclass":
+        return lambda i: multiclass_metrics(y[i].astype(int), out["proba"][i])
+    if task.kind == "regression":
+        return lambda i: regression_metrics(y[i], out["value"][i])
+    return lambda i: survival_metrics(y[i, 0], y[i, 1], out["risk"][i], horizons=task.horizons,
+                                      surv=out["surv"][i], surv_times=grid)
+
+
+def _strata(task: TaskConfig, y: np.ndarray) -> np.ndarray | None:
+    if task.kind == "survival":
+        return y[:, 1]
+    return y if task.kind in ("binary", "multiclass") else None
 
 
 def evaluate_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: RunConfig,
-                    echo: Echo = _quiet) -> dict[str, dict]:
-    grid = survival_grid(y[:, 0], cfg.task.horizons) if cfg.task.kind == "survival" else None
-    if grid is not None and max(cfg.task.horizons) >= y[:, 0].max():
-        raise DataError(f"horizon {max(cfg.task.horizons)} {cfg.task.time_unit} lies beyond the last follow-up "
+                    echo: Echo = _quiet) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Every model's metrics with bootstrap CIs, and the deep model's paired differences to each baseline.
+
+    All models are scored on the same bootstrap resamples (same seed and strata), so a difference's CI
+    is a paired comparison: it says whether the deep model earned its place on this data.
+    """
+    task, ev = cfg.task, cfg.evaluation
+    grid = survival_grid(y[:, 0], task.horizons) if task.kind == "survival" else None
+    if grid is not None and max(task.horizons) >= y[:, 0].max():
+        raise DataError(f"horizon {max(task.horizons)} {task.time_unit} lies beyond the last follow-up "
                         f"time {y[:, 0].max():g} of the evaluation data; choose shorter task.horizons")
+    boot = dict(n_boot=ev.bootstrap, seed=cfg.seed, strata=_strata(task, y), level=ev.level)
+    fns = {name: metric_function(task, y, model_outputs(model, X, task, grid), threshold=ev.threshold, grid=grid)
+           for name, model in models.items()}
     results = {}
-    for name, model in models.items():
-        echo(f"scoring {name} with {cfg.evaluation.bootstrap} bootstrap replicates")
-        out = model_outputs(model, X, cfg.task, grid)
-        results[name] = score(cfg.task, y, out, n_boot=cfg.evaluation.bootstrap, seed=cfg.seed,
-                              level=cfg.evaluation.level, threshold=cfg.evaluation.threshold, grid=grid)
-    return results
+    for name, fn in fns.items():
+        echo(f"scoring {name} with {ev.bootstrap} bootstrap replicates")
+        results[name] = bootstrap_ci(fn, len(y), **boot)
+    comparisons = {}
+    if DEEP_MODEL in fns:
+        for name in fns:
+            if name == DEEP_MODEL:
+                continue
+            deep, base = fns[DEEP_MODEL], fns[name]
+
+            def diff(i: np.ndarray, deep=deep, base=base) -> dict[str, float]:
+                a, b = deep(i), base(i)
+                return {k: a[k] - b[k] for k in a}
+
+            echo(f"comparing {DEEP_MODEL} with {name} (paired bootstrap)")
+            comparisons[f"{DEEP_MODEL} - {name}"] = bootstrap_ci(diff, len(y), **boot)
+    return results, comparisons
 
 
 @dataclass
@@ -169,7 +185,8 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def _metrics_doc(cfg: RunConfig, train: Cohort, test: Cohort, models: dict[str, dict]) -> dict:
+def _metrics_doc(cfg: RunConfig, train: Cohort, test: Cohort, models: dict[str, dict],
+                 comparisons: dict[str, dict]) -> dict:
     return {
         "task": cfg.task.kind,
         "run": cfg.name,
@@ -178,6 +195,7 @@ def _metrics_doc(cfg: RunConfig, train: Cohort, test: Cohort, models: dict[str, 
         **({"horizons": cfg.task.horizons, "time_unit": cfg.task.time_unit} if cfg.task.kind == "survival" else {}),
         **({"threshold": cfg.evaluation.threshold} if cfg.task.kind == "binary" else {}),
         "models": models,
+        "comparisons": comparisons,
     }
 
 
@@ -212,8 +230,8 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
     for name in cfg.baselines:
         echo(f"training baseline {name}")
         models[name] = BASELINE_BUILDERS[name](cfg).fit(X_train, train.y)
-    results = evaluate_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
-    doc = _metrics_doc(cfg, train, test, results)
+    results, comparisons = evaluate_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
+    doc = _metrics_doc(cfg, train, test, results, comparisons)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=models, metadata={
             "id_column": train.id_name,
@@ -267,9 +285,10 @@ def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bo
     pre = bundle.preprocessor
     pre.out_of_range = "missing"
     X = pre.transform(cohort.X)
-    results = evaluate_models(bundle.models, X, cohort.y, cfg, echo)  # type: ignore[arg-type]
+    results, comparisons = evaluate_models(bundle.models, X, cohort.y, cfg, echo)  # type: ignore[arg-type]
     train_desc = bundle.metadata["training_data"]
-    doc = _metrics_doc(cfg, Cohort(train_desc["name"], pd.DataFrame(), None, pd.DataFrame(), ""), cohort, results)
+    doc = _metrics_doc(cfg, Cohort(train_desc["name"], pd.DataFrame(), None, pd.DataFrame(), ""), cohort, results,
+                       comparisons)
     doc["data"]["train"] = train_desc
     doc["bundle"] = bundle.ref
     with atomic_dir(Path(out_dir), overwrite=overwrite) as tmp:
