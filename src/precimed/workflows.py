@@ -171,6 +171,8 @@ class RunResult:
     out_dir: Path
     metrics: dict
     bundle_path: Path | None = None
+    models: dict[str, Any] | None = None
+    preprocessor: TabularPreprocessor | None = None
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -245,7 +247,7 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
         })
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", quality)
-    return RunResult(out_dir, doc, out_dir / "bundle")
+    return RunResult(out_dir, doc, out_dir / "bundle", models, pre)
 
 
 def resolve_source(data: str, cfg: RunConfig) -> SourceConfig:

@@ -42,14 +42,14 @@ class LogisticBaseline:
     def to_state(self) -> tuple[dict, dict[str, bytes]]:
         m = self.model_
         return {"C": self.C, "coef": _floats(m.coef_), "intercept": _floats(m.intercept_),
-                "classes": np.asarray(m.classes_).tolist()}, {}
+                "dtype": str(m.coef_.dtype), "classes": np.asarray(m.classes_).tolist()}, {}
 
     @classmethod
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> LogisticBaseline:
         self = cls(C=state["C"])
         m = LogisticRegression(C=state["C"])
-        m.coef_ = np.asarray(state["coef"])
-        m.intercept_ = np.asarray(state["intercept"])
+        m.coef_ = np.asarray(state["coef"], dtype=state["dtype"])  # float32 fits predict in float32
+        m.intercept_ = np.asarray(state["intercept"], dtype=state["dtype"])
         m.classes_ = np.asarray(state["classes"])
         m.n_features_in_ = m.coef_.shape[1]
         self.model_ = m
@@ -69,14 +69,15 @@ class LinearBaseline:
         return self.model_.predict(X)
 
     def to_state(self) -> tuple[dict, dict[str, bytes]]:
-        return {"coef": _floats(self.model_.coef_), "intercept": float(self.model_.intercept_)}, {}
+        m = self.model_
+        return {"coef": _floats(m.coef_), "intercept": float(m.intercept_), "dtype": str(m.coef_.dtype)}, {}
 
     @classmethod
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> LinearBaseline:
         self = cls()
         m = LinearRegression()
-        m.coef_ = np.asarray(state["coef"])
-        m.intercept_ = state["intercept"]
+        m.coef_ = np.asarray(state["coef"], dtype=state["dtype"])
+        m.intercept_ = np.asarray(state["intercept"], dtype=state["dtype"])[()]
         m.n_features_in_ = len(m.coef_)
         self.model_ = m
         return self

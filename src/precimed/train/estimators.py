@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
@@ -165,7 +166,7 @@ class NeuralRiskModel(BaseEstimator):
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         out = self._outputs(X)
         if self.task == "binary":
-            p = (1.0 / (1.0 + np.exp(-out[..., 0]))).mean(axis=0)
+            p = expit(out[..., 0]).mean(axis=0)
             return np.column_stack([1 - p, p])
         if self.task == "multiclass":
             e = np.exp(out - out.max(axis=-1, keepdims=True))
