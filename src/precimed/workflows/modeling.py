@@ -1,4 +1,4 @@
-"""The recipes both entry points call: train, evaluate, predict, demo.
+"""Modeling recipes: train, evaluate, predict, demo.
 
 Each recipe reads its inputs, does all its work in memory or in a temporary folder, and only then
 publishes the results in one rename, so a failed run leaves nothing half-written.

@@ -1,0 +1,45 @@
+"""The recipes both entry points call (layer 6): train, evaluate, predict, demo, and later explain,
+plan, effects, monitor and de-identify. Each recipe lives in its own module; this package re-exports them.
+"""
+
+from precimed.workflows.modeling import (
+    BASELINE_BUILDERS,
+    DEEP_MODEL,
+    RunResult,
+    build_mlp,
+    demo,
+    demo_config_path,
+    evaluate_bundle,
+    evaluate_models,
+    load_cohort,
+    load_source,
+    metric_function,
+    model_outputs,
+    predict_file,
+    predict_frame,
+    resolve_source,
+    survival_grid,
+    train_from_config,
+    write_table,
+)
+
+__all__ = [
+    "BASELINE_BUILDERS",
+    "DEEP_MODEL",
+    "RunResult",
+    "build_mlp",
+    "demo",
+    "demo_config_path",
+    "evaluate_bundle",
+    "evaluate_models",
+    "load_cohort",
+    "load_source",
+    "metric_function",
+    "model_outputs",
+    "predict_file",
+    "predict_frame",
+    "resolve_source",
+    "survival_grid",
+    "train_from_config",
+    "write_table",
+]
