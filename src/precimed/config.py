@@ -167,6 +167,17 @@ class ModelsConfig(_Strict):
     gbm: GBMConfig = GBMConfig()
 
 
+class SearchConfig(_Strict):
+    """Optuna search over the MLP's shape and training settings, on an inner validation split only."""
+
+    trials: int = Field(default=20, ge=1, le=500)
+    depth: tuple[int, int] = (1, 3)
+    width: tuple[int, int] = (16, 128)
+    dropout: tuple[float, float] = (0.0, 0.5)
+    lr: tuple[float, float] = (1e-4, 1e-2)
+    weight_decay: tuple[float, float] = (1e-6, 1e-1)
+
+
 class TrainingConfig(_Strict):
     optimizer: Literal["sgd", "adam", "adamw", "adagrad", "rmsprop"] = "adamw"
     lr: float = Field(default=1e-3, gt=0)
@@ -179,6 +190,7 @@ class TrainingConfig(_Strict):
     val_fraction: float = Field(default=0.2, gt=0, lt=1)
     class_weight: Literal["none", "balanced"] = "none"
     progress: bool = True
+    search: SearchConfig | None = None
 
 
 class EvaluationConfig(_Strict):

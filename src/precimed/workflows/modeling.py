@@ -32,6 +32,7 @@ from precimed.evaluate import (
 from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
 from precimed.preprocess import TabularPreprocessor, quality_report
 from precimed.train.estimators import NeuralRiskModel
+from precimed.train.search import tune_mlp
 
 DEEP_MODEL = "mlp"
 DEMO_CONFIG = "rotterdam-gbsg.yaml"
@@ -43,15 +44,27 @@ def _quiet(_: str) -> None:
 
 
 # ----- building models: one visible mapping, no decorators or string imports ----------------------
-def build_mlp(cfg: RunConfig, *, progress: bool) -> NeuralRiskModel:
+def build_mlp(cfg: RunConfig, *, progress: bool, overrides: dict | None = None) -> NeuralRiskModel:
     m, t = cfg.models.mlp, cfg.training
-    return NeuralRiskModel(
+    model = NeuralRiskModel(
         task=cfg.task.kind, hidden=tuple(m.hidden), dropout=m.dropout, activation=m.activation,
         batch_norm=m.batch_norm, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
         batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience, lr_schedule=t.lr_schedule,
         val_fraction=t.val_fraction, class_weight=None if t.class_weight == "none" else t.class_weight,
         ensemble=m.ensemble, random_state=cfg.seed, progress=progress and t.progress,
     )
+    return model.set_params(**(overrides or {}))
+
+
+def tune(cfg: RunConfig, X: np.ndarray, y: np.ndarray, *, progress: bool, echo: Echo) -> dict | None:
+    """Optional Optuna search on the training rows (inner validation split); None when not configured."""
+    search = cfg.training.search
+    if search is None:
+        return None
+    echo(f"searching {search.trials} MLP settings on an inner validation split of the training rows")
+    base = build_mlp(cfg, progress=False).get_params()
+    space = search.model_dump(exclude={"trials"})
+    return tune_mlp(X, y, base, trials=search.trials, space=space, seed=cfg.seed, progress=progress)
 
 
 def _class_weight(cfg: RunConfig) -> str | None:
@@ -228,12 +241,19 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
     X_test = pre.transform(test.X)
     models: dict[str, Any] = {}
     echo(f"training {DEEP_MODEL} on {len(train)} rows, {X_train.shape[1]} inputs")
-    models[DEEP_MODEL] = build_mlp(cfg, progress=progress).fit(X_train, train.y)
+    search = tune(cfg, X_train, train.y, progress=progress, echo=echo)  # type: ignore[arg-type]
+    overrides = None
+    if search is not None:
+        overrides = search["best_params"] | {"hidden": tuple(search["best_params"]["hidden"])}
+        echo(f"best settings {search['best_params']} (inner validation loss {search['best_value']:.4f})")
+    models[DEEP_MODEL] = build_mlp(cfg, progress=progress, overrides=overrides).fit(X_train, train.y)
     for name in cfg.baselines:
         echo(f"training baseline {name}")
         models[name] = BASELINE_BUILDERS[name](cfg).fit(X_train, train.y)
     results, comparisons = evaluate_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
     doc = _metrics_doc(cfg, train, test, results, comparisons)
+    if search is not None:
+        doc["search"] = search
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=models, metadata={
             "id_column": train.id_name,
