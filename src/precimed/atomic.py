@@ -20,6 +20,9 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise ConfigError(f"{target} already exists; choose another --out or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a published run folder is not
     try:
         yield tmp
     except BaseException:

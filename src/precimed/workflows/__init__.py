@@ -22,8 +22,12 @@ from precimed.workflows.modeling import (
     train_from_config,
     write_table,
 )
+from precimed.workflows.monitor import monitor_stream, simulate_ward_files, ward_comparison
 
 __all__ = [
+    "monitor_stream",
+    "simulate_ward_files",
+    "ward_comparison",
     "BASELINE_BUILDERS",
     "DEEP_MODEL",
     "RunResult",

@@ -33,6 +33,7 @@ from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, L
 from precimed.preprocess import TabularPreprocessor, quality_report
 from precimed.train.estimators import NeuralRiskModel
 from precimed.train.search import tune_mlp
+from precimed.workflows.reporting import card_for, write_run_report
 
 DEEP_MODEL = "mlp"
 DEMO_CONFIG = "rotterdam-gbsg.yaml"
@@ -144,8 +145,25 @@ def _strata(task: TaskConfig, y: np.ndarray) -> np.ndarray | None:
     return y if task.kind in ("binary", "multiclass") else None
 
 
+@dataclass
+class Evaluation:
+    """Metrics with CIs, paired differences, and each model's outputs on the evaluation rows."""
+
+    results: dict[str, dict]
+    comparisons: dict[str, dict]
+    outputs: dict[str, dict]
+    grid: np.ndarray | None
+
+
 def evaluate_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: RunConfig,
                     echo: Echo = _quiet) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Metrics with bootstrap CIs per model and the deep model's paired differences (see `score_models`)."""
+    ev = score_models(models, X, y, cfg, echo)
+    return ev.results, ev.comparisons
+
+
+def score_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: RunConfig,
+                 echo: Echo = _quiet) -> Evaluation:
     """Every model's metrics with bootstrap CIs, and the deep model's paired differences to each baseline.
 
     All models are scored on the same bootstrap resamples (same seed and strata), so a difference's CI
@@ -157,8 +175,8 @@ def evaluate_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: R
         raise DataError(f"horizon {max(task.horizons)} {task.time_unit} lies beyond the last follow-up "
                         f"time {y[:, 0].max():g} of the evaluation data; choose shorter task.horizons")
     boot = dict(n_boot=ev.bootstrap, seed=cfg.seed, strata=_strata(task, y), level=ev.level)
-    fns = {name: metric_function(task, y, model_outputs(model, X, task, grid), threshold=ev.threshold, grid=grid)
-           for name, model in models.items()}
+    outputs = {name: model_outputs(model, X, task, grid) for name, model in models.items()}
+    fns = {name: metric_function(task, y, out, threshold=ev.threshold, grid=grid) for name, out in outputs.items()}
     results = {}
     for name, fn in fns.items():
         echo(f"scoring {name} with {ev.bootstrap} bootstrap replicates")
@@ -176,7 +194,7 @@ def evaluate_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: R
 
             echo(f"comparing {DEEP_MODEL} with {name} (paired bootstrap)")
             comparisons[f"{DEEP_MODEL} - {name}"] = bootstrap_ci(diff, len(y), **boot)
-    return results, comparisons
+    return Evaluation(results, comparisons, outputs, grid)
 
 
 @dataclass
@@ -250,8 +268,8 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
     for name in cfg.baselines:
         echo(f"training baseline {name}")
         models[name] = BASELINE_BUILDERS[name](cfg).fit(X_train, train.y)
-    results, comparisons = evaluate_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
-    doc = _metrics_doc(cfg, train, test, results, comparisons)
+    ev = score_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
+    doc = _metrics_doc(cfg, train, test, ev.results, ev.comparisons)
     if search is not None:
         doc["search"] = search
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -262,11 +280,17 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
             "training_data": train.describe(cfg.task),
             "validation_data": test.describe(cfg.task),
             "data_quality": quality,
-            "metrics": results,
+            "metrics": ev.results,
             "intended_use": cfg.description or f"{cfg.task.kind} model trained on {train.name}",
         })
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", quality)
+        echo("writing report.html and model_card.md")
+        card = card_for(cfg, doc, quality, n_inputs=X_train.shape[1], deep_model=DEEP_MODEL)
+        (tmp / "model_card.md").write_text(card)
+        write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality=quality, train_X=train.X, train_y=train.y,
+                         test_X=test.X, test_y=test.y, outputs=ev.outputs, grid=ev.grid, models=models, card=card,
+                         classes=cohort.classes)
     return RunResult(out_dir, doc, out_dir / "bundle", models, pre)
 
 
@@ -307,15 +331,20 @@ def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bo
     pre = bundle.preprocessor
     pre.out_of_range = "missing"
     X = pre.transform(cohort.X)
-    results, comparisons = evaluate_models(bundle.models, X, cohort.y, cfg, echo)  # type: ignore[arg-type]
+    ev = score_models(bundle.models, X, cohort.y, cfg, echo)  # type: ignore[arg-type]
     train_desc = bundle.metadata["training_data"]
-    doc = _metrics_doc(cfg, Cohort(train_desc["name"], pd.DataFrame(), None, pd.DataFrame(), ""), cohort, results,
-                       comparisons)
+    doc = _metrics_doc(cfg, Cohort(train_desc["name"], pd.DataFrame(), None, pd.DataFrame(), ""), cohort,
+                       ev.results, ev.comparisons)
     doc["data"]["train"] = train_desc
     doc["bundle"] = bundle.ref
     with atomic_dir(Path(out_dir), overwrite=overwrite) as tmp:
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", {"test": quality})
+        card = card_for(cfg, doc, {"test": quality}, n_inputs=len(bundle.metadata["feature_names_out"]),
+                        deep_model=DEEP_MODEL)
+        write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality={"test": quality}, train_X=None, train_y=None,
+                         test_X=cohort.X, test_y=cohort.y, outputs=ev.outputs, grid=ev.grid, models=bundle.models,
+                         card=card, classes=bundle.metadata.get("classes"))
     return RunResult(Path(out_dir), doc)
 
 
