@@ -70,13 +70,13 @@ def datasets() -> None:
     """List the built-in real cohorts: size, task, outcome columns, source and license."""
     from precimed.data import list_datasets
 
-    table = Table(title="built-in cohorts (load offline; most need the optional extra precimed[data])")
+    table = Table(title="built-in cohorts (load offline; all but wdbc need the optional extra precimed\\[data])")
     for col in ("name", "rows", "task", "target / time, event", "treatment", "id", "license", "source"):
         table.add_column(col, overflow="fold")
     for d in list_datasets():
         outcome = f"{d.time}, {d.event}" if d.task == "survival" else str(d.target)
         table.add_row(d.name, str(d.rows), d.task, outcome, d.treatment or "–", d.id_column, d.license,
-                      d.source.split(".")[0])
+                      d.source if len(d.source) <= 90 else d.source[:89] + "…")
     console.print(table)
 
 
