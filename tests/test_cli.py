@@ -181,3 +181,28 @@ def test_an_existing_run_folder_is_not_overwritten_without_asking(run_cli, write
     (tmp_path / "run").mkdir()
     line = _one_error_line(*run_cli("train", write_config(fast(PIMA)), "--out", tmp_path / "run")[::2])
     assert "already exists" in line
+
+
+def test_train_writes_a_report_a_model_card_and_subgroups(trained):
+    html = (trained / "report.html").read_text()
+    for section in ('id="cohort"', 'id="metrics"', 'id="calibration"', 'id="decision-curve"', 'id="subgroups"',
+                    'id="importance"', 'id="model-card"'):
+        assert section in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+    doc = json.loads((trained / "metrics.json").read_text())
+    assert "age" in doc["subgroups"] and isinstance(doc["subgroups"]["gaps"], list)
+    assert (trained / "bundle" / "model_card.md").read_text().startswith("#")
+
+
+def test_explain_gives_each_patient_contributions_in_original_units(run_cli, trained, tmp_path):
+    rows = load_dataset("pima_te").head(3).drop(columns=["row_id", "type"])
+    rows.to_csv(tmp_path / "p.csv", index=False)
+    code, _, err = run_cli("explain", trained / "bundle", "--input", tmp_path / "p.csv", "--output",
+                           tmp_path / "e.json", "--plots", tmp_path / "plots")
+    assert code == 0, err
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert len(out) == 3 and len(list((tmp_path / "plots").glob("*.png"))) == 3
+    first = out[0]
+    total = first["base_value"] + sum(c["contribution"] for c in first["contributions"]) + first["rest"]["contribution"]
+    assert total == pytest.approx(first["prediction"], abs=1e-6)
+    assert any(c["display"].startswith("glu = 148") for c in first["contributions"])

@@ -3,6 +3,10 @@
 bundle/
   metadata.json        task, feature schema (units, ranges), training data, metrics, versions, hashes
   preprocessor.json    fitted preprocessing state (JSON, not a pickle)
+  sequence_preprocessor.json   sequence runs only: the fitted SequencePreprocessor state (JSON)
+  explain_background.json      SHAP background: 100 encoded training rows with each feature's block shuffled
+                               across rows, so no stored row is a real patient's record
+  model_card.md        the model card
   models/<name>.json   each model's state; nets as torch state_dicts (loaded with weights_only=True),
   models/<name>.*      LightGBM boosters as their text model format
 """
@@ -18,12 +22,16 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from precimed import __version__
 from precimed.config import FeatureConfig, RunConfig, TaskConfig
 from precimed.errors import ArtifactError
 from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
 from precimed.preprocess import TabularPreprocessor
+from precimed.preprocess.temporal import SequencePreprocessor
 from precimed.train.estimators import NeuralRiskModel
+from precimed.train.sequence import SequenceRiskModel
 
 BUNDLE_FORMAT = 1
 MODEL_CLASSES: dict[str, Any] = {
@@ -32,7 +40,10 @@ MODEL_CLASSES: dict[str, Any] = {
     "LinearBaseline": LinearBaseline,
     "CoxPHBaseline": CoxPHBaseline,
     "GBMModel": GBMModel,
+    "SequenceRiskModel": SequenceRiskModel,
 }
+SEQUENCE_STATE = "sequence_preprocessor.json"
+BACKGROUND = "explain_background.json"
 LIBRARIES = ("torch", "scikit-learn", "lightgbm", "lifelines", "numpy", "pandas", "pydantic")
 
 
@@ -63,6 +74,8 @@ class Bundle:
     metadata: dict
     preprocessor: TabularPreprocessor
     models: dict[str, Any]
+    sequence_preprocessor: SequencePreprocessor | None = None
+    background: np.ndarray | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -82,12 +95,19 @@ class Bundle:
 
 
 def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPreprocessor, models: dict[str, Any],
-                metadata: dict) -> Path:
+                metadata: dict, sequence_preprocessor: SequencePreprocessor | None = None,
+                background: np.ndarray | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
     """Write a bundle into `directory`, which must not exist yet (callers write into a temporary run folder)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "models").mkdir()
     files: dict[str, bytes] = {"preprocessor.json": json.dumps(preprocessor.to_state(), indent=1).encode()}
+    if sequence_preprocessor is not None:
+        files[SEQUENCE_STATE] = json.dumps(sequence_preprocessor.to_state(), indent=1).encode()
+    if background is not None:
+        files[BACKGROUND] = json.dumps({"rows": np.asarray(background, dtype=float).tolist(),
+                                        "dtype": str(np.asarray(background).dtype)}).encode()
+    files.update(extra_files or {})
     model_meta = {}
     for name, model in models.items():
         state, blobs = model.to_state()
@@ -140,6 +160,13 @@ def load_bundle(directory: Path | str) -> Bundle:
             raise ArtifactError(f"{path} does not match its recorded sha256; the bundle was altered, refusing to load")
         blobs[rel] = data
     preprocessor = TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"]))
+    sequence_preprocessor = None
+    if SEQUENCE_STATE in blobs:
+        sequence_preprocessor = SequencePreprocessor.from_state(json.loads(blobs[SEQUENCE_STATE]))
+    background = None
+    if BACKGROUND in blobs:
+        state = json.loads(blobs[BACKGROUND])
+        background = np.asarray(state["rows"], dtype=state["dtype"])
     models = {}
     for name, info in meta["models"].items():
         cls = MODEL_CLASSES.get(info["class"])
@@ -147,4 +174,4 @@ def load_bundle(directory: Path | str) -> Bundle:
             raise ArtifactError(f"{directory}: model {name!r} has unknown class {info['class']!r}")
         state = json.loads(blobs[info["state"]])
         models[name] = cls.from_state(state, {b: blobs[rel] for b, rel in info["blobs"].items()})
-    return Bundle(directory, meta, preprocessor, models)
+    return Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background)

@@ -110,6 +110,24 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
 
 
 @app.command()
+def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
+            input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines"),
+            output: Path = typer.Option(..., "--output", help="explanations (.json)"),
+            plots: Path | None = typer.Option(None, help="folder for one waterfall plot per patient"),
+            model: str = typer.Option("mlp", help="which model of the bundle"),
+            top: int = typer.Option(5, help="contributing features listed per patient")) -> None:
+    """Each patient's prediction and the features that drove it, in the user's units."""
+    from precimed.workflows.explaining import explain_file
+
+    rows = explain_file(bundle, input, output, plots=plots, model=model, top_k=top)
+    for row in rows[:5]:
+        top_line = "; ".join(f"{c['display']} ({c['contribution']:+.3f}, {c['direction']})"
+                             for c in row["contributions"][:3])
+        console.print(f"patient {row['patient_id']}: {row['prediction']:.3f} ({row['scale']}) ← {top_line}")
+    console.print(f"{len(rows)} patient(s) explained → {output}" + (f"; plots in {plots}" if plots else ""))
+
+
+@app.command()
 def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
              data: str = typer.Option(..., "--data", help="built-in cohort name, data file, or source spec (.yaml)"),
              out: Path = typer.Option(..., "--out", help="folder to create: metrics.json, quality.json"),

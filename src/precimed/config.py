@@ -161,10 +161,35 @@ class GBMConfig(_Strict):
 BaselineName = Literal["logistic", "cox_ph", "linear", "gbm"]
 
 
+SequenceKind = Literal["gru", "lstm", "cnn", "transformer"]
+
+
+class SequenceModelConfig(_Strict):
+    """Sequence nets of a sequence run (``sequence:`` set): which kinds, and their shared architecture."""
+
+    kinds: list[SequenceKind] = Field(default=["gru", "lstm", "cnn", "transformer"], min_length=1)
+    hidden: int = Field(default=32, ge=1)
+    layers: int = Field(default=1, ge=1, le=8)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    kernel_size: int = Field(default=3, ge=2)
+    heads: int = Field(default=2, ge=1)
+    head_hidden: int = Field(default=16, ge=0)
+    ensemble: int = Field(default=1, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SequenceModelConfig:
+        if len(set(self.kinds)) != len(self.kinds):
+            raise ValueError(f"kinds listed twice: {self.kinds}")
+        if "transformer" in self.kinds and self.hidden % self.heads:
+            raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads} for the transformer")
+        return self
+
+
 class ModelsConfig(_Strict):
     mlp: MLPConfig = MLPConfig()
     baselines: list[BaselineName] | None = None
     gbm: GBMConfig = GBMConfig()
+    sequence: SequenceModelConfig | None = None
 
 
 class SearchConfig(_Strict):
@@ -193,10 +218,63 @@ class TrainingConfig(_Strict):
     search: SearchConfig | None = None
 
 
+class SubgroupConfig(_Strict):
+    """A column to report subgroups by: 'age' is banded by decade; numeric columns with many values by quartile."""
+
+    column: str
+    labels: dict[str, str] | None = None  # e.g. {"0": "female", "1": "male"}
+
+
 class EvaluationConfig(_Strict):
     bootstrap: int = Field(default=1000, ge=0)
     threshold: float = Field(default=0.5, gt=0, lt=1)
     level: float = Field(default=0.95, gt=0, lt=1)
+    subgroups: list[str | SubgroupConfig] | None = None  # None: age and sex when the data have them
+    min_subgroup: int = Field(default=30, ge=5)
+    explain: int = Field(default=200, ge=0)  # patients whose SHAP values make the report's importance plots
+
+
+class SequenceConfig(_Strict):
+    """Longitudinal inputs and the landmark design of a sequence run (``precimed train`` with ``sequence:``).
+
+    Each patient's observations up to the landmark (at or before it) are put on a grid of ``bins`` bins
+    of width ``step`` ending at the landmark; only patients still at risk at the landmark are kept, and
+    their outcome time (task.time, and task.censor_at and task.horizons) counts from the landmark.
+    ``features`` of the run are the static features, read from each patient's first row.
+
+    The observations come from the rows of ``data.train`` (a visit table: one row per visit, ``time``
+    the visit time, one column per variable) or, with ``observations``, from a long-format file
+    (patient_id, time, variable, value, unit; the patient table is then ``data.train``).
+    """
+
+    time: str = "time"
+    landmark: float = Field(gt=0)
+    step: float = Field(gt=0)
+    bins: int = Field(default=8, ge=1, le=1000)
+    max_carry: float | None = Field(default=None, ge=0)
+    aggregate: Literal["last", "mean"] = "last"
+    variables: list[FeatureConfig] = Field(min_length=1)
+    analytes: dict[str, str] = {}
+    source_units: dict[str, str] = {}
+    observations: Path | None = None
+    exit_time: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SequenceConfig:
+        names = [v.name for v in self.variables]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"variables listed twice: {dupes}")
+        wrong = [v.name for v in self.variables if v.kind not in ("numeric", "binary")]
+        if wrong:
+            raise ValueError(f"longitudinal variables must be numeric or binary; {wrong} are not")
+        for key in ("analytes", "source_units"):
+            unknown = sorted(set(getattr(self, key)) - set(names))
+            if unknown:
+                raise ValueError(f"{key} names {unknown}, which are not among the variables {names}")
+        if self.time in names:
+            raise ValueError(f"the time column {self.time!r} cannot also be a variable")
+        return self
 
 
 class RunConfig(_Strict):
@@ -212,6 +290,19 @@ class RunConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    sequence: SequenceConfig | None = None
+
+    @model_validator(mode="after")
+    def _sequence_consistent(self) -> RunConfig:
+        if self.sequence is None:
+            return self
+        names = {v.name for v in self.sequence.variables}
+        clash = sorted(names & ({f.name for f in self.features} | set(self.task.label_columns)))
+        if clash:
+            raise ValueError(f"sequence variables {clash} cannot also be static features or the outcome")
+        if self.task.kind == "multiclass":
+            raise ValueError("a sequence run supports binary, regression and survival tasks")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -267,6 +358,9 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None =
         for src in (cfg.data.train, cfg.data.test):
             if src is not None and src.path is not None and not src.path.is_absolute():
                 src.path = (base_dir / src.path).resolve()
+        if cfg.sequence is not None and cfg.sequence.observations is not None \
+                and not cfg.sequence.observations.is_absolute():
+            cfg.sequence.observations = (base_dir / cfg.sequence.observations).resolve()
     return cfg
 
 

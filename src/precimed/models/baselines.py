@@ -48,8 +48,8 @@ class LogisticBaseline:
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> LogisticBaseline:
         self = cls(C=state["C"])
         m = LogisticRegression(C=state["C"])
-        m.coef_ = np.asarray(state["coef"], dtype=state["dtype"])  # float32 fits predict in float32
-        m.intercept_ = np.asarray(state["intercept"], dtype=state["dtype"])
+        m.coef_ = np.asarray(state["coef"], dtype=state.get("dtype", "float64"))  # float32 fits predict in float32
+        m.intercept_ = np.asarray(state["intercept"], dtype=state.get("dtype", "float64"))
         m.classes_ = np.asarray(state["classes"])
         m.n_features_in_ = m.coef_.shape[1]
         self.model_ = m
@@ -76,8 +76,8 @@ class LinearBaseline:
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> LinearBaseline:
         self = cls()
         m = LinearRegression()
-        m.coef_ = np.asarray(state["coef"], dtype=state["dtype"])
-        m.intercept_ = np.asarray(state["intercept"], dtype=state["dtype"])[()]
+        m.coef_ = np.asarray(state["coef"], dtype=state.get("dtype", "float64"))
+        m.intercept_ = np.asarray(state["intercept"], dtype=state.get("dtype", "float64"))[()]
         m.n_features_in_ = len(m.coef_)
         self.model_ = m
         return self

@@ -3,6 +3,9 @@
 `NeuralRiskModel(task=...)` joins the MLP, the task's loss and the training loop. With
 `ensemble=k` it trains k nets on k different validation splits and averages them, a cheap and
 reliable way to cut the variance that small clinical cohorts give a single net.
+
+`NetEnsembleEstimator` holds what every net estimator shares (targets, losses, the ensemble loop,
+predictions, state); `precimed.train.sequence.SequenceRiskModel` builds on it for sequence nets.
 """
 
 from __future__ import annotations
@@ -36,36 +39,13 @@ def _progress(enabled: bool) -> Any:
                     transient=True)
 
 
-class NeuralRiskModel(BaseEstimator):
-    """MLP for binary (BCE), multiclass (CE), regression (MSE) or survival (Cox partial likelihood).
+class NetEnsembleEstimator(BaseEstimator):
+    """What every net estimator shares: the task's targets and loss, the ensemble training loop,
+    predictions (probabilities, values, Cox risk and Breslow survival) and the fitted state.
 
-    y: binary 0/1; multiclass codes 0..K-1; regression floats; survival an (n, 2) array [time, event].
+    Subclasses define ``__init__`` (the task and training parameters below plus their architecture),
+    ``fit`` (check X, then ``_fit_nets``), ``_build_net``, ``to_state`` and ``from_state``.
     """
-
-    def __init__(self, task: str = "binary", hidden: Sequence[int] = (64, 32), dropout: float = 0.1,
-                 activation: str = "relu", batch_norm: bool = False, optimizer: str = "adamw",
-                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-4, batch_size: int = 256,
-                 max_epochs: int = 200, patience: int = 20, lr_schedule: str = "none",
-                 val_fraction: float = 0.2, class_weight: str | None = None, ensemble: int = 1,
-                 random_state: int = 0, progress: bool = False) -> None:
-        self.task = task
-        self.hidden = hidden
-        self.dropout = dropout
-        self.activation = activation
-        self.batch_norm = batch_norm
-        self.optimizer = optimizer
-        self.lr = lr
-        self.momentum = momentum
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.val_fraction = val_fraction
-        self.class_weight = class_weight
-        self.ensemble = ensemble
-        self.random_state = random_state
-        self.progress = progress
 
     # ----- fitting -------------------------------------------------------------------------------
     def _targets(self, y: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray | None]:
@@ -111,13 +91,8 @@ class NeuralRiskModel(BaseEstimator):
                 raise DataError(f"the training outcome has a single class {classes.tolist()}; need at least two")
         return y
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> NeuralRiskModel:
-        X = np.asarray(X, dtype=np.float32)
-        y = self._check_y(y)
-        if not np.isfinite(X).all():
-            raise DataError("the feature matrix holds NaN or inf; preprocess (impute) before training")
-        set_threads(1)
-        self.n_features_in_ = X.shape[1]
+    def _fit_nets(self, X: np.ndarray, y: np.ndarray) -> Any:
+        """Train the ensemble on checked inputs X (float32, any shape with rows first) and targets y."""
         self.n_outputs_ = int(y.max()) + 1 if self.task == "multiclass" else 1
         if self.task == "regression":
             self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
@@ -127,11 +102,11 @@ class NeuralRiskModel(BaseEstimator):
                         weight_decay=self.weight_decay, batch_size=self.batch_size, max_epochs=self.max_epochs,
                         patience=self.patience, lr_schedule=self.lr_schedule)
         xt = torch.from_numpy(X)
-        self.nets_: list[MLP] = []
+        self.nets_: list[torch.nn.Module] = []
         self.histories_: list[History] = []
         total = self.max_epochs * self.ensemble
         with _progress(self.progress) as bar:
-            task_id = bar.add_task(f"training mlp ({self.task})", total=total) if bar else None
+            task_id = bar.add_task(f"training {self._net_label()} ({self.task})", total=total) if bar else None
             for member in range(self.ensemble):
                 seed = self.random_state + member
                 idx_tr, idx_va = train_test_split(np.arange(len(X)), test_size=self.val_fraction,
@@ -151,9 +126,11 @@ class NeuralRiskModel(BaseEstimator):
             self.base_times_, self.base_cumhaz_ = breslow_cumulative_hazard(risk, y[:, 0], y[:, 1])
         return self
 
-    def _build_net(self) -> MLP:
-        return MLP(self.n_features_in_, tuple(self.hidden), self.n_outputs_, self.dropout, self.activation,
-                   self.batch_norm)
+    def _net_label(self) -> str:
+        return "net"
+
+    def _build_net(self) -> torch.nn.Module:
+        raise NotImplementedError
 
     # ----- prediction ----------------------------------------------------------------------------
     def _outputs(self, X: np.ndarray) -> np.ndarray:
@@ -189,10 +166,9 @@ class NeuralRiskModel(BaseEstimator):
         return survival_at(self.predict_risk(X), times, self.base_times_, self.base_cumhaz_)
 
     # ----- state ---------------------------------------------------------------------------------
-    def to_state(self) -> tuple[dict, dict[str, bytes]]:
+    def _state(self, params: dict[str, Any], blob: str) -> tuple[dict, dict[str, bytes]]:
+        """The fitted state shared by every net estimator: JSON data and the nets' state_dicts."""
         check_is_fitted(self, "nets_")
-        params = self.get_params()
-        params["hidden"] = list(params["hidden"])
         state: dict[str, Any] = {
             "params": params,
             "n_features_in": self.n_features_in_,
@@ -206,14 +182,13 @@ class NeuralRiskModel(BaseEstimator):
             state |= {"base_times": self.base_times_.tolist(), "base_cumhaz": self.base_cumhaz_.tolist()}
         buffer = io.BytesIO()
         torch.save([net.state_dict() for net in self.nets_], buffer)
-        return state, {"mlp.pt": buffer.getvalue()}
+        return state, {blob: buffer.getvalue()}
 
-    @classmethod
-    def from_state(cls, state: dict, blobs: dict[str, bytes]) -> NeuralRiskModel:
-        self = cls(**state["params"])
+    def _restore(self, state: dict, blobs: dict[str, bytes], blob: str) -> Any:
+        """Set the fitted state written by ``_state`` on a freshly constructed estimator."""
         self.n_features_in_ = state["n_features_in"]
         self.n_outputs_ = state["n_outputs"]
-        weights = torch.load(io.BytesIO(blobs["mlp.pt"]), weights_only=True)
+        weights = torch.load(io.BytesIO(blobs[blob]), weights_only=True)
         self.nets_ = []
         for sd in weights:
             net = self._build_net()
@@ -228,6 +203,65 @@ class NeuralRiskModel(BaseEstimator):
             self.base_times_ = np.asarray(state["base_times"])
             self.base_cumhaz_ = np.asarray(state["base_cumhaz"])
         return self
+
+
+class NeuralRiskModel(NetEnsembleEstimator):
+    """MLP for binary (BCE), multiclass (CE), regression (MSE) or survival (Cox partial likelihood).
+
+    y: binary 0/1; multiclass codes 0..K-1; regression floats; survival an (n, 2) array [time, event].
+    """
+
+    def __init__(self, task: str = "binary", hidden: Sequence[int] = (64, 32), dropout: float = 0.1,
+                 activation: str = "relu", batch_norm: bool = False, optimizer: str = "adamw",
+                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-4, batch_size: int = 256,
+                 max_epochs: int = 200, patience: int = 20, lr_schedule: str = "none",
+                 val_fraction: float = 0.2, class_weight: str | None = None, ensemble: int = 1,
+                 random_state: int = 0, progress: bool = False) -> None:
+        self.task = task
+        self.hidden = hidden
+        self.dropout = dropout
+        self.activation = activation
+        self.batch_norm = batch_norm
+        self.optimizer = optimizer
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.val_fraction = val_fraction
+        self.class_weight = class_weight
+        self.ensemble = ensemble
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> NeuralRiskModel:
+        X = np.asarray(X, dtype=np.float32)
+        y = self._check_y(y)
+        if not np.isfinite(X).all():
+            raise DataError("the feature matrix holds NaN or inf; preprocess (impute) before training")
+        set_threads(1)
+        self.n_features_in_ = X.shape[1]
+        return self._fit_nets(X, y)
+
+    def _net_label(self) -> str:
+        return "mlp"
+
+    def _build_net(self) -> MLP:
+        return MLP(self.n_features_in_, tuple(self.hidden), self.n_outputs_, self.dropout, self.activation,
+                   self.batch_norm)
+
+    # ----- state ---------------------------------------------------------------------------------
+    def to_state(self) -> tuple[dict, dict[str, bytes]]:
+        check_is_fitted(self, "nets_")
+        params = self.get_params()
+        params["hidden"] = list(params["hidden"])
+        return self._state(params, "mlp.pt")
+
+    @classmethod
+    def from_state(cls, state: dict, blobs: dict[str, bytes]) -> NeuralRiskModel:
+        return cls(**state["params"])._restore(state, blobs, "mlp.pt")
 
 
 def cox_partial_nll_2d(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from precimed.config import RunConfig, SourceConfig, TaskConfig, load_config
 from precimed.data import dataset_info, list_datasets, load_dataset, read_table
 from precimed.errors import ConfigError, DataError
 from precimed.evaluate import (
+    background_sample,
     binary_metrics,
     bootstrap_ci,
     multiclass_metrics,
@@ -139,12 +140,6 @@ def metric_function(task: TaskConfig, y: np.ndarray, out: dict, *, threshold: fl
                                       surv=out["surv"][i], surv_times=grid)
 
 
-def _strata(task: TaskConfig, y: np.ndarray) -> np.ndarray | None:
-    if task.kind == "survival":
-        return y[:, 1]
-    return y if task.kind in ("binary", "multiclass") else None
-
-
 @dataclass
 class Evaluation:
     """Metrics with CIs, paired differences, and each model's outputs on the evaluation rows."""
@@ -174,7 +169,8 @@ def score_models(models: dict[str, Any], X: np.ndarray, y: np.ndarray, cfg: RunC
     if grid is not None and max(task.horizons) >= y[:, 0].max():
         raise DataError(f"horizon {max(task.horizons)} {task.time_unit} lies beyond the last follow-up "
                         f"time {y[:, 0].max():g} of the evaluation data; choose shorter task.horizons")
-    boot = dict(n_boot=ev.bootstrap, seed=cfg.seed, strata=_strata(task, y), level=ev.level)
+    # plain (unstratified) resampling: fixing the event count per replicate would make calibration CIs too narrow
+    boot = dict(n_boot=ev.bootstrap, seed=cfg.seed, level=ev.level)
     outputs = {name: model_outputs(model, X, task, grid) for name, model in models.items()}
     fns = {name: metric_function(task, y, out, threshold=ev.threshold, grid=grid) for name, out in outputs.items()}
     results = {}
@@ -236,6 +232,9 @@ def _metrics_doc(cfg: RunConfig, train: Cohort, test: Cohort, models: dict[str, 
 def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
                       echo: Echo = _quiet) -> RunResult:
     """Train the deep model and the baselines on one split, validate them, and write bundle + metrics."""
+    from precimed.workflows.explaining import report_importance
+    from precimed.workflows.fairness import analyse_subgroups
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"{out_dir} already exists; choose another --out or pass --overwrite")
@@ -270,10 +269,21 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
         models[name] = BASELINE_BUILDERS[name](cfg).fit(X_train, train.y)
     ev = score_models(models, X_test, test.y, cfg, echo)  # type: ignore[arg-type]
     doc = _metrics_doc(cfg, train, test, ev.results, ev.comparisons)
+    echo("subgroups and fairness gaps")
+    subgroups = analyse_subgroups(cfg, test, ev.outputs, ev.grid)
+    if subgroups is not None:
+        doc["subgroups"] = subgroups
+    background = background_sample(X_train, pre.feature_groups_, n=100, seed=cfg.seed)
+    echo(f"SHAP importance on {min(cfg.evaluation.explain, len(test))} evaluation patients")
+    importance = report_importance(models, cfg.task, background, X_test, test.X, pre.feature_groups_,
+                                   n=cfg.evaluation.explain, seed=cfg.seed)
     if search is not None:
         doc["search"] = search
+    card = card_for(cfg, doc, quality, n_inputs=X_train.shape[1], deep_model=DEEP_MODEL,
+                    subgroups=subgroups is not None)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=models, metadata={
+        save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=models, background=background,
+                    extra_files={"model_card.md": card.encode()}, metadata={
             "id_column": train.id_name,
             "classes": cohort.classes,
             "feature_names_out": pre.get_feature_names_out().tolist(),
@@ -286,11 +296,12 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", quality)
         echo("writing report.html and model_card.md")
-        card = card_for(cfg, doc, quality, n_inputs=X_train.shape[1], deep_model=DEEP_MODEL)
         (tmp / "model_card.md").write_text(card)
         write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality=quality, train_X=train.X, train_y=train.y,
                          test_X=test.X, test_y=test.y, outputs=ev.outputs, grid=ev.grid, models=models, card=card,
-                         classes=cohort.classes)
+                         classes=cohort.classes, subgroups=subgroups,
+                         importance=importance[0] if importance else None,
+                         importance_plot=importance[1] if importance else None)
     return RunResult(out_dir, doc, out_dir / "bundle", models, pre)
 
 
@@ -319,6 +330,9 @@ def resolve_source(data: str, cfg: RunConfig) -> SourceConfig:
 def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bool = False,
                     echo: Echo = _quiet) -> RunResult:
     """Validate a bundle's models on another cohort or file; write the same metrics.json."""
+    from precimed.workflows.explaining import report_importance
+    from precimed.workflows.fairness import analyse_subgroups
+
     bundle = load_bundle(bundle_dir)
     cfg = bundle.config
     source = resolve_source(data, cfg)
@@ -335,16 +349,25 @@ def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bo
     train_desc = bundle.metadata["training_data"]
     doc = _metrics_doc(cfg, Cohort(train_desc["name"], pd.DataFrame(), None, pd.DataFrame(), ""), cohort,
                        ev.results, ev.comparisons)
+    subgroups = analyse_subgroups(cfg, cohort, ev.outputs, ev.grid)
+    if subgroups is not None:
+        doc["subgroups"] = subgroups
+    importance = None
+    if bundle.background is not None:
+        importance = report_importance(bundle.models, cfg.task, bundle.background, X, cohort.X,
+                                       pre.feature_groups_, n=cfg.evaluation.explain, seed=cfg.seed)
     doc["data"]["train"] = train_desc
     doc["bundle"] = bundle.ref
     with atomic_dir(Path(out_dir), overwrite=overwrite) as tmp:
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", {"test": quality})
         card = card_for(cfg, doc, {"test": quality}, n_inputs=len(bundle.metadata["feature_names_out"]),
-                        deep_model=DEEP_MODEL)
+                        deep_model=DEEP_MODEL, subgroups=subgroups is not None)
         write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality={"test": quality}, train_X=None, train_y=None,
                          test_X=cohort.X, test_y=cohort.y, outputs=ev.outputs, grid=ev.grid, models=bundle.models,
-                         card=card, classes=bundle.metadata.get("classes"))
+                         card=card, classes=bundle.metadata.get("classes"), subgroups=subgroups,
+                         importance=importance[0] if importance else None,
+                         importance_plot=importance[1] if importance else None)
     return RunResult(Path(out_dir), doc)
 
 

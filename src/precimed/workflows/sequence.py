@@ -39,19 +39,16 @@ from precimed.config import RunConfig, SequenceModelConfig, SourceConfig
 from precimed.data import read_table
 from precimed.data.longitudinal import harmonize_units, read_observations, wide_to_long
 from precimed.errors import ConfigError, DataError, SchemaError
-from precimed.evaluate import bootstrap_ci
 from precimed.preprocess import TabularPreprocessor, quality_report
 from precimed.preprocess.temporal import SequencePreprocessor, landmark_samples
 from precimed.schema import as_numeric, examples, require_columns
 from precimed.train.sequence import SequenceRiskModel, pack_static
 from precimed.workflows.modeling import (
     BASELINE_BUILDERS,
+    DEEP_MODEL,
     RunResult,
     evaluate_models,
     load_source,
-    metric_function,
-    model_outputs,
-    survival_grid,
     write_table,
 )
 
@@ -237,24 +234,20 @@ def model_inputs(static_pre: TabularPreprocessor, seq_pre: SequencePreprocessor,
 
 def paired_differences(models: dict[str, Any], baselines: list[str], inputs: dict[str, np.ndarray], y: np.ndarray,
                        cfg: RunConfig, echo: Echo = _quiet) -> dict[str, dict]:
-    """Paired bootstrap CIs of (sequence model - baseline) for every pair, on the resamples of evaluate_models."""
-    task, ev = cfg.task, cfg.evaluation
-    grid = survival_grid(y[:, 0], task.horizons) if task.kind == "survival" else None
-    strata = y[:, 1] if task.kind == "survival" else (y if task.kind == "binary" else None)
-    fns = {name: metric_function(task, y, model_outputs(model, inputs, task, grid), threshold=ev.threshold, grid=grid)
-           for name, model in models.items()}
+    """Paired bootstrap CIs of (sequence model - baseline) for every pair.
+
+    Computed by ``evaluate_models`` itself, one sequence model at a time in the role of its deep model, so
+    the resampling is exactly that of the per-model CIs (and follows any change made there).
+    """
     out = {}
-    for name in fns:
+    for name, model in models.items():
         if name in baselines:
             continue
+        echo(f"comparing {name} with {', '.join(baselines)} (paired bootstrap)")
+        group = {DEEP_MODEL: model, **{b: models[b] for b in baselines}}
+        _, comparisons = evaluate_models(group, inputs, y, cfg)  # type: ignore[arg-type]
         for base in baselines:
-            def diff(i: np.ndarray, a=fns[name], b=fns[base]) -> dict[str, float]:
-                x, z = a(i), b(i)
-                return {k: x[k] - z[k] for k in x}
-
-            echo(f"comparing {name} with {base} (paired bootstrap)")
-            out[f"{name} - {base}"] = bootstrap_ci(diff, len(y), n_boot=ev.bootstrap, seed=cfg.seed, strata=strata,
-                                                   level=ev.level)
+            out[f"{name} - {base}"] = comparisons[f"{DEEP_MODEL} - {base}"]
     return out
 
 
@@ -305,6 +298,11 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
     models: dict[str, Any] = {}
     views: dict[str, str] = {}
     shape = inputs_train["sequence"].shape
+    seen = 1 + 2 * (mcfg.kernel_size - 1) * (2**mcfg.layers - 1)
+    if "cnn" in mcfg.kinds and seen < seq.bins:
+        data.notes.append(f"the cnn's last step sees {seen} of the {seq.bins} bins; raise models.sequence.layers "
+                          "or kernel_size to cover the window")
+        echo(data.notes[-1])
     for kind in mcfg.kinds:
         echo(f"training {kind} on {shape[0]} patients, {shape[1]} steps x {shape[2]} channels")
         models[kind] = build_sequence_model(cfg, kind, n_static=n_static, mask_channels=seq_pre.mask_channels_,
@@ -379,7 +377,10 @@ def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | 
 
     `frame` has the training layout after harmonization: a visit table (patient id, visit time, the
     variables and the static features), or, for runs with long-format observations, a patient table with
-    `observations` in long format. Observations after the prediction time are ignored.
+    `observations` in long format. Observations after the prediction time are ignored. Every patient in
+    `frame` is scored: the caller decides who is still at risk. A time `at` other than the landmark
+    applies the landmark model to another prediction time (horizons count from `at`); it was trained
+    at the landmark only.
     """
     if bundle.sequence_preprocessor is None:
         raise ConfigError(f"{bundle.path} is not a sequence bundle; use workflows.predict_frame")
