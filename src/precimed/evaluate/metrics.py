@@ -145,8 +145,9 @@ def _expit(x: np.ndarray) -> np.ndarray:
 
 
 def _bernoulli_loglik(y: np.ndarray, eta: np.ndarray) -> float:
-    # log(mu) = -log(1+exp(-eta)), log(1-mu) = -log(1+exp(eta))
-    return float(-np.sum(y * np.logaddexp(0.0, -eta) + (1.0 - y) * np.logaddexp(0.0, eta)))
+    # y log(mu) + (1-y) log(1-mu) = y*eta - softplus(eta); softplus written stably with one exp and one log1p
+    softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+    return float(np.dot(y, eta) - softplus.sum())
 
 
 def _logistic_fit(y: np.ndarray, lp: np.ndarray, *, fit_slope: bool, max_iter: int = 100) -> np.ndarray:
