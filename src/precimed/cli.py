@@ -89,8 +89,13 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
     from precimed import workflows
     from precimed.config import load_config
 
-    result = workflows.train_from_config(load_config(config), out, overwrite=overwrite, progress=progress,
-                                         echo=_echo)
+    cfg = load_config(config)
+    if cfg.sequence is not None:
+        from precimed.workflows.sequence import train_sequence_from_config
+
+        result = train_sequence_from_config(cfg, out, overwrite=overwrite, progress=progress, echo=_echo)
+    else:
+        result = workflows.train_from_config(cfg, out, overwrite=overwrite, progress=progress, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
 
@@ -125,6 +130,25 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
                              for c in row["contributions"][:3])
         console.print(f"patient {row['patient_id']}: {row['prediction']:.3f} ({row['scale']}) ← {top_line}")
     console.print(f"{len(rows)} patient(s) explained → {output}" + (f"; plots in {plots}" if plots else ""))
+
+
+@app.command()
+def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: facts, model_input, genotypes, options"),
+         bundle: Path | None = typer.Option(None, "--bundle", help="bundle whose predictions enter the plan"),
+         rules: Path | None = typer.Option(None, "--rules", help="rule file or folder (default: the packaged rules)"),
+         genotypes: Path | None = typer.Option(None, "--genotypes", help="VCF with the key pharmacogenomic variants"),
+         out: Path | None = typer.Option(None, "--out", help="folder for plan.json, plan.md, plan.html, careplan"),
+         overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
+         model: str = typer.Option("mlp", help="which model of the bundle")) -> None:
+    """A treatment plan for one patient: predictions, guideline rules, PGx, doses, interactions, each with a why."""
+    from precimed.planning import to_markdown
+    from precimed.workflows.planning import plan_patient, write_plan
+
+    result = plan_patient(bundle, patient, rules=rules, genotypes=genotypes, model=model)
+    console.print(to_markdown(result), markup=False, highlight=False)
+    if out is not None:
+        write_plan(result, out, overwrite=overwrite)
+        console.print(f"plan → {out}/plan.json, plan.md, plan.html, careplan.fhir.json")
 
 
 @app.command()

@@ -430,6 +430,11 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 def predict_file(bundle_dir: Path, input_path: Path, output_path: Path, *, model: str = DEEP_MODEL,
                  allow_out_of_range: bool = False) -> pd.DataFrame:
     bundle = load_bundle(bundle_dir)
+    if bundle.sequence_preprocessor is not None:  # a patient-history model: visits in, one score per patient
+        from precimed.workflows.sequence import predict_sequence_file
+
+        return predict_sequence_file(bundle_dir, input_path, output_path, model=None if model == DEEP_MODEL else model,
+                                     allow_out_of_range=allow_out_of_range)
     suffix = Path(output_path).suffix.lower()
     if suffix not in (".csv", ".parquet", ".json", ".jsonl"):
         raise ConfigError(f"{output_path}: unknown output format {suffix!r}; use .csv, .parquet, .json or .jsonl")
