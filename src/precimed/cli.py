@@ -229,6 +229,29 @@ def ward_compare(out: Path = typer.Option(..., "--out", help="folder to create")
     console.print(f"details {out / 'comparison.json'}; bundle {out / 'model' / 'bundle'}")
 
 
+@app.command()
+def deidentify(input: Path = typer.Argument(..., help="CSV/TSV/Parquet table, FHIR Bundle .json, .dcm file or folder"),
+               out: Path = typer.Option(..., "--out", help="de-identified output (never the input)"),
+               policy: Path | None = typer.Option(None, "--policy", help="column roles (YAML); required for tables"),
+               key_file: Path | None = typer.Option(None, "--key-file", help="pseudonymization key file"),
+               key_env: str | None = typer.Option(None, "--key-env", help="environment variable holding the key"),
+               report: Path | None = typer.Option(None, "--report", help="write the JSON report here"),
+               overwrite: bool = typer.Option(False, help="replace an existing output")) -> None:
+    """De-identify patient data: keyed pseudonyms, per-patient date shifts, Safe Harbor generalization."""
+    from precimed.workflows.privacy import deidentify as run
+
+    console.print(run(input, out, policy=policy, key_file=key_file, key_env=key_env, overwrite=overwrite,
+                      report=report).summary(), markup=False, highlight=False)
+
+
+@app.command()
+def keygen(path: Path = typer.Argument(..., help="where to write a new pseudonymization key (mode 600)")) -> None:
+    """Create a random key for keyed pseudonyms and date shifts; keep it away from the data."""
+    from precimed.workflows.privacy import make_key
+
+    console.print(f"key written to {make_key(path)} (keep it secret; the same key gives the same pseudonyms)")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

@@ -203,6 +203,17 @@ class SearchConfig(_Strict):
     weight_decay: tuple[float, float] = (1e-6, 1e-1)
 
 
+class PrivacyConfig(_Strict):
+    """DP-SGD (Opacus) for the MLP: the (ε, δ) guarantee covers the network weights."""
+
+    epsilon: float = Field(gt=0)
+    delta: float | None = Field(default=None, gt=0, lt=1)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    epochs: int | None = Field(default=None, ge=1)
+    target_range: tuple[float, float] | None = None
+    accountant: Literal["rdp", "prv", "gdp"] = "rdp"
+
+
 class TrainingConfig(_Strict):
     optimizer: Literal["sgd", "adam", "adamw", "adagrad", "rmsprop"] = "adamw"
     lr: float = Field(default=1e-3, gt=0)
@@ -216,6 +227,7 @@ class TrainingConfig(_Strict):
     class_weight: Literal["none", "balanced"] = "none"
     progress: bool = True
     search: SearchConfig | None = None
+    privacy: PrivacyConfig | None = None
 
 
 class SubgroupConfig(_Strict):
@@ -317,6 +329,14 @@ class RunConfig(_Strict):
             raise ValueError("split kind 'external' needs data.test")
         if self.split.kind != "external" and self.data.test is not None:
             raise ValueError("data.test is given: set split.kind to 'external' (or remove data.test)")
+        if self.training.privacy is not None:
+            if self.task.kind == "survival":
+                raise ValueError("training.privacy: DP-SGD is not available for survival (Cox) models: the loss ties "
+                                 "each patient to a risk set, so per-patient clipping does not bound influence")
+            if self.models.mlp.ensemble > 1 or self.models.mlp.batch_norm or self.training.class_weight != "none":
+                raise ValueError("training.privacy needs models.mlp.ensemble 1, no batch_norm and no class_weight")
+            if self.training.search is not None:
+                raise ValueError("training.privacy and training.search together would spend privacy unaccounted")
         baselines = self.baselines
         allowed = {"binary": {"logistic", "gbm"}, "multiclass": {"logistic", "gbm"},
                    "regression": {"linear", "gbm"}, "survival": {"cox_ph", "gbm"}}[self.task.kind]

@@ -263,7 +263,18 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
     if search is not None:
         overrides = search["best_params"] | {"hidden": tuple(search["best_params"]["hidden"])}
         echo(f"best settings {search['best_params']} (inner validation loss {search['best_value']:.4f})")
-    models[DEEP_MODEL] = build_mlp(cfg, progress=progress, overrides=overrides).fit(X_train, train.y)
+    privacy = None
+    if cfg.training.privacy is not None:
+        from precimed.train.private import fit_private
+
+        p = cfg.training.privacy
+        echo(f"DP-SGD at epsilon {p.epsilon:g}")
+        models[DEEP_MODEL] = fit_private(build_mlp(cfg, progress=False), X_train, train.y, epsilon=p.epsilon,
+                                         delta=p.delta, max_grad_norm=p.max_grad_norm, epochs=p.epochs,
+                                         target_range=p.target_range, accountant=p.accountant)
+        privacy = models[DEEP_MODEL].privacy_.to_dict()
+    else:
+        models[DEEP_MODEL] = build_mlp(cfg, progress=progress, overrides=overrides).fit(X_train, train.y)
     for name in cfg.baselines:
         echo(f"training baseline {name}")
         models[name] = BASELINE_BUILDERS[name](cfg).fit(X_train, train.y)
@@ -279,10 +290,16 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
                                    n=cfg.evaluation.explain, seed=cfg.seed)
     if search is not None:
         doc["search"] = search
+    bundled = models
+    if privacy is not None:
+        doc["privacy"] = privacy | {"note": "the guarantee covers the MLP's weights; baselines were trained "
+                                             "non-privately for comparison and are NOT saved in the bundle"}
+        bundled = {DEEP_MODEL: models[DEEP_MODEL]}
+        background = None  # SHAP background rows come from training data: not stored beside a private model
     card = card_for(cfg, doc, quality, n_inputs=X_train.shape[1], deep_model=DEEP_MODEL,
                     subgroups=subgroups is not None)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=models, background=background,
+        save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=bundled, background=background,
                     extra_files={"model_card.md": card.encode()}, metadata={
             "id_column": train.id_name,
             "classes": cohort.classes,
@@ -292,6 +309,7 @@ def train_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False,
             "data_quality": quality,
             "metrics": ev.results,
             "intended_use": cfg.description or f"{cfg.task.kind} model trained on {train.name}",
+            "privacy": doc.get("privacy"),
         })
         _write_json(tmp / "metrics.json", doc)
         _write_json(tmp / "quality.json", quality)
