@@ -49,8 +49,10 @@ from precimed.workflows.modeling import (
     RunResult,
     evaluate_models,
     load_source,
+    score_models,
     write_table,
 )
+from precimed.workflows.reporting import card_for, write_run_report
 
 Echo = Callable[[str], None]
 #: the input view each baseline is trained on (sequence nets use "sequence")
@@ -317,7 +319,8 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
         views[label] = view
         baselines.append(label)
     scored = {name: OnView(model, views[name]) for name, model in models.items()}
-    results, _ = evaluate_models(scored, inputs_test, test.cohort.y, cfg, echo)  # type: ignore[arg-type]
+    ev = score_models(scored, inputs_test, test.cohort.y, cfg, echo)  # type: ignore[arg-type]
+    results = ev.results
     comparisons = paired_differences(scored, baselines, inputs_test, test.cohort.y, cfg, echo)  # type: ignore[arg-type]
     design = {"landmark": seq.landmark, "time_unit": task.time_unit, "bins": seq.bins, "step": seq.step,
               "window": seq_pre.window, "max_carry": seq.max_carry, "aggregate": seq.aggregate,
@@ -359,6 +362,12 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
                     })
         (tmp / "metrics.json").write_text(json.dumps(doc, indent=2, default=_json_default))
         (tmp / "quality.json").write_text(json.dumps(quality, indent=2, default=_json_default))
+        echo("writing report.html and model_card.md")
+        card = card_for(cfg, doc, quality, n_inputs=int(np.prod(shape[1:])) + n_static, deep_model=mcfg.kinds[0])
+        (tmp / "model_card.md").write_text(card)
+        write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality=quality, train_X=train.cohort.X,
+                         train_y=train.cohort.y, test_X=test.cohort.X, test_y=test.cohort.y, outputs=ev.outputs,
+                         grid=ev.grid, models=models, card=card, classes=None)
     return RunResult(out_dir, doc, out_dir / "bundle", models, static_pre)
 
 
