@@ -66,7 +66,7 @@ def test_sequence_nets_and_baselines_are_scored_on_the_same_patients_with_cis(ru
 
 def test_the_run_folder_has_the_usual_layout_and_the_bundle_reloads_exactly(run):
     out = run.out_dir
-    assert {p.name for p in out.iterdir()} == {"bundle", "metrics.json", "quality.json"}
+    assert {p.name for p in out.iterdir()} == {"bundle", "metrics.json", "quality.json", "report.html", "model_card.md"}
     assert json.loads((out / "metrics.json").read_text())["run"] == "pbcseq-landmark"
     quality = json.loads((out / "quality.json").read_text())
     assert quality["longitudinal"]["train"]["bili"]["ignored_after_landmark"] > 0
