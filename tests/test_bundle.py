@@ -67,3 +67,33 @@ def test_an_edited_metadata_range_is_refused(pima_run, tmp_path):
 def test_a_missing_bundle_is_named(tmp_path):
     with pytest.raises(ArtifactError, match="not a precimed bundle"):
         load_bundle(tmp_path)
+
+
+def test_a_bundle_from_another_precimed_major_version_is_refused(pima_run, tmp_path):
+    import shutil
+
+    from precimed.bundle import _canonical, sha256_bytes
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(pima_run.bundle_path, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["precimed_version"] = "9.0.0"
+    meta["metadata_sha256"] = sha256_bytes(_canonical(meta))
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match="precimed 9.0.0"):
+        load_bundle(copy)
+
+
+def test_a_moved_library_version_loads_with_a_warning(pima_run, tmp_path):
+    import shutil
+
+    from precimed.bundle import _canonical, sha256_bytes
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(pima_run.bundle_path, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["libraries"]["torch"] = "1.0.0"
+    meta["metadata_sha256"] = sha256_bytes(_canonical(meta))
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="torch 1.0.0"):
+        load_bundle(copy)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -136,6 +137,24 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
     return directory
 
 
+def _major_minor(v: str) -> tuple[str, ...]:
+    return tuple(v.split("+")[0].split(".")[:2])
+
+
+def _check_versions(meta: dict, directory: Path) -> None:
+    """Refuse a bundle from another precimed major version; warn when a numeric library's minor version moved."""
+    if str(meta.get("precimed_version", "0")).split(".")[0] != __version__.split(".")[0]:
+        raise ArtifactError(f"{directory}: written by precimed {meta.get('precimed_version')}, this is {__version__}; "
+                            "retrain or load it with the matching version")
+    now = library_versions()
+    moved = [f"{lib} {old} → {now[lib]}" for lib, old in (meta.get("libraries") or {}).items()
+             if lib in ("torch", "scikit-learn", "lightgbm", "numpy") and lib in now
+             and _major_minor(old) != _major_minor(now[lib])]
+    if moved:
+        warnings.warn(f"{directory}: library versions differ from training ({', '.join(moved)}); predictions may "
+                      "differ slightly", UserWarning, stacklevel=3)
+
+
 def load_bundle(directory: Path | str) -> Bundle:
     """Load and verify a bundle; refuse it if any file was altered, added to the record, or is missing."""
     directory = Path(directory)
@@ -148,6 +167,7 @@ def load_bundle(directory: Path | str) -> Bundle:
         raise ArtifactError(f"{meta_path}: unreadable metadata ({exc}); refusing to load") from None
     if meta.get("format") != BUNDLE_FORMAT:
         raise ArtifactError(f"{directory}: bundle format {meta.get('format')!r}, this precimed reads {BUNDLE_FORMAT}")
+    _check_versions(meta, directory)
     if meta.get("metadata_sha256") != sha256_bytes(_canonical(meta)):
         raise ArtifactError(f"{meta_path} was altered after the bundle was written (hash mismatch); refusing to load")
     blobs: dict[str, bytes] = {}
