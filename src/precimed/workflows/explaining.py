@@ -16,12 +16,11 @@ import pandas as pd
 
 from precimed.atomic import atomic_dir, atomic_write_bytes
 from precimed.bundle import Bundle, load_bundle
-from precimed.cohort import type_features
 from precimed.config import FeatureConfig, TaskConfig
 from precimed.data import read_table
 from precimed.errors import ConfigError
 from precimed.evaluate import beeswarm_or_bar_png, describe_rows, explain_rows, global_importance, waterfall_png
-from precimed.workflows.modeling import DEEP_MODEL
+from precimed.workflows.modeling import DEEP_MODEL, typed_patients
 
 SCALES = {"binary": "probability", "survival": "log-hazard", "regression": "value"}
 
@@ -60,16 +59,9 @@ def report_importance(models: dict[str, Any], task: TaskConfig, background: np.n
 def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODEL, top_k: int = 5,
                   where: str = "input") -> list[dict]:
     """Each patient's prediction and top contributing features (value in original units, direction)."""
-    if model not in bundle.models:
-        raise ConfigError(f"model {model!r} is not in the bundle; it holds {sorted(bundle.models)}")
     if bundle.background is None:
         raise ConfigError(f"{bundle.path}: the bundle has no explanation background; retrain it with this version")
-    id_name = bundle.metadata["id_column"]
-    if id_name not in frame.columns:
-        frame = frame.copy()
-        frame.insert(0, id_name, np.arange(1, len(frame) + 1))
-    frame = frame.set_index(id_name, drop=False)
-    raw = type_features(frame, bundle.features, where=where)
+    _, raw = typed_patients(bundle, frame, model=model, where=where)
     bundle.preprocessor.out_of_range = "error"
     X = bundle.preprocessor.transform(raw)
     task = bundle.task

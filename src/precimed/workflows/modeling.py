@@ -389,9 +389,8 @@ def evaluate_bundle(bundle_dir: Path, data: str, out_dir: Path, *, overwrite: bo
     return RunResult(Path(out_dir), doc)
 
 
-def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODEL,
-                  allow_out_of_range: bool = False, where: str = "input") -> pd.DataFrame:
-    """Score new patients; a value outside the plausible range is refused unless allowed."""
+def typed_patients(bundle: Bundle, frame: pd.DataFrame, *, model: str, where: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """New patients indexed by the bundle's id column (row numbers when absent) and their typed features."""
     if model not in bundle.models:
         raise ConfigError(f"model {model!r} is not in the bundle; it holds {sorted(bundle.models)}")
     if frame.empty:
@@ -401,7 +400,14 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODE
         frame = frame.copy()
         frame.insert(0, id_name, np.arange(1, len(frame) + 1))
     frame = frame.set_index(id_name, drop=False)
-    X = type_features(frame, bundle.features, where=where)
+    return frame, type_features(frame, bundle.features, where=where)
+
+
+def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODEL,
+                  allow_out_of_range: bool = False, where: str = "input") -> pd.DataFrame:
+    """Score new patients; a value outside the plausible range is refused unless allowed."""
+    frame, X = typed_patients(bundle, frame, model=model, where=where)
+    id_name = bundle.metadata["id_column"]
     pre = bundle.preprocessor
     pre.out_of_range = "missing" if allow_out_of_range else "error"
     Xt = pre.transform(X)
