@@ -152,6 +152,22 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
 
 
 @app.command()
+def effects(config: Path = typer.Argument(..., help="run config with task.treatment and an 'effects:' section"),
+            out: Path = typer.Option(..., "--out", help="folder to create: effects.json, patient_effects.csv"),
+            learner: str | None = typer.Option(None, help="dr or t (default: the config's first learner)"),
+            base: str | None = typer.Option(None, help="mlp or gbm (default: the config's base)"),
+            overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
+    """Individual and average treatment effects, overlap diagnostics and policy evaluation (cross-fitted)."""
+    from precimed.workflows.effects import effects_from_config, load_effects_config, summary_lines
+
+    cfg, settings = load_effects_config(config)
+    doc = effects_from_config(cfg, out, learner=learner, base=base, settings=settings, overwrite=overwrite,
+                              echo=_echo)
+    for line in summary_lines(doc):
+        console.print(line, markup=False, highlight=False)
+
+
+@app.command()
 def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
              data: str = typer.Option(..., "--data", help="built-in cohort name, data file, or source spec (.yaml)"),
              out: Path = typer.Option(..., "--out", help="folder to create: metrics.json, quality.json"),

@@ -289,6 +289,42 @@ class SequenceConfig(_Strict):
         return self
 
 
+class EffectsConfig(_Strict):
+    """The ``effects:`` section of a run config (unknown keys are refused)."""
+
+    control: str | int | float | bool
+    arms: list[str | int | float | bool] | None = None
+    horizon: float | None = Field(default=None, gt=0)
+    measure: Literal["rmst", "survival", "risk", "mean"] | None = None
+    higher_is_better: bool | None = None
+    propensity: Literal["known", "logistic"] = "logistic"
+    known_probabilities: dict[str | int | float | bool, float] | None = None
+    learners: list[Literal["t", "dr"]] = Field(default=["dr", "t"], min_length=1)
+    base: Literal["mlp", "gbm"] = "mlp"
+    bootstrap: int = Field(default=30, ge=0, le=500)
+    folds: int = Field(default=5, ge=2, le=20)
+    inner_folds: int = Field(default=2, ge=2, le=10)
+    clip: float = Field(default=0.01, ge=0, lt=0.5)
+    overlap_bounds: tuple[float, float] = (0.05, 0.95)
+    policy_bootstrap: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EffectsConfig:
+        if self.propensity == "known" and not self.known_probabilities:
+            raise ValueError("propensity 'known' needs known_probabilities, e.g. {Obs: 0.333, Lev: 0.333, ...}")
+        if self.propensity == "logistic" and self.known_probabilities:
+            raise ValueError("known_probabilities are given: set propensity to 'known' (or remove them)")
+        if self.known_probabilities and any(p <= 0 or p >= 1 for p in self.known_probabilities.values()):
+            raise ValueError(f"known probabilities must lie in (0, 1); got {self.known_probabilities}")
+        if len(set(self.learners)) != len(self.learners):
+            raise ValueError(f"learners listed twice: {self.learners}")
+        lo, hi = self.overlap_bounds
+        if not 0 <= lo < hi <= 1:
+            raise ValueError(f"overlap_bounds must satisfy 0 <= low < high <= 1; got {self.overlap_bounds}")
+        return self
+
+
+
 class RunConfig(_Strict):
     name: str
     description: str = ""
@@ -302,6 +338,7 @@ class RunConfig(_Strict):
     models: ModelsConfig = ModelsConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    effects: EffectsConfig | None = None
     sequence: SequenceConfig | None = None
 
     @model_validator(mode="after")
@@ -329,6 +366,8 @@ class RunConfig(_Strict):
             raise ValueError("split kind 'external' needs data.test")
         if self.split.kind != "external" and self.data.test is not None:
             raise ValueError("data.test is given: set split.kind to 'external' (or remove data.test)")
+        if self.effects is not None and not self.task.treatment:
+            raise ValueError("an 'effects:' section needs task.treatment (the column holding the arm)")
         if self.training.privacy is not None:
             if self.task.kind == "survival":
                 raise ValueError("training.privacy: DP-SGD is not available for survival (Cox) models: the loss ties "

@@ -25,15 +25,14 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from precimed.atomic import atomic_dir
-from precimed.config import RunConfig, parse_config
+from precimed.config import EffectsConfig, RunConfig, load_config
 from precimed.errors import ConfigError, DataError
 from precimed.evaluate.policy import (
     aipw_scores,
@@ -60,48 +59,13 @@ from precimed.train.effects import (
 )
 from precimed.workflows.modeling import build_mlp, load_cohort
 
+EffectsSettings = EffectsConfig
+
 Echo = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:
     return None
-
-
-class EffectsSettings(BaseModel):
-    """The ``effects:`` section of a run config (unknown keys are refused)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    control: str | int | float | bool
-    arms: list[str | int | float | bool] | None = None
-    horizon: float | None = Field(default=None, gt=0)
-    measure: Literal["rmst", "survival", "risk", "mean"] | None = None
-    higher_is_better: bool | None = None
-    propensity: Literal["known", "logistic"] = "logistic"
-    known_probabilities: dict[str | int | float | bool, float] | None = None
-    learners: list[Literal["t", "dr"]] = Field(default=["dr", "t"], min_length=1)
-    base: Literal["mlp", "gbm"] = "mlp"
-    bootstrap: int = Field(default=30, ge=0, le=500)
-    folds: int = Field(default=5, ge=2, le=20)
-    inner_folds: int = Field(default=2, ge=2, le=10)
-    clip: float = Field(default=0.01, ge=0, lt=0.5)
-    overlap_bounds: tuple[float, float] = (0.05, 0.95)
-    policy_bootstrap: int = Field(default=1000, ge=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EffectsSettings:
-        if self.propensity == "known" and not self.known_probabilities:
-            raise ValueError("propensity 'known' needs known_probabilities, e.g. {Obs: 0.333, Lev: 0.333, ...}")
-        if self.propensity == "logistic" and self.known_probabilities:
-            raise ValueError("known_probabilities are given: set propensity to 'known' (or remove them)")
-        if self.known_probabilities and any(p <= 0 or p >= 1 for p in self.known_probabilities.values()):
-            raise ValueError(f"known probabilities must lie in (0, 1); got {self.known_probabilities}")
-        if len(set(self.learners)) != len(self.learners):
-            raise ValueError(f"learners listed twice: {self.learners}")
-        lo, hi = self.overlap_bounds
-        if not 0 <= lo < hi <= 1:
-            raise ValueError(f"overlap_bounds must satisfy 0 <= low < high <= 1; got {self.overlap_bounds}")
-        return self
 
 
 def _settings(cfg: RunConfig, settings: Any) -> EffectsSettings:
@@ -125,21 +89,9 @@ def _settings(cfg: RunConfig, settings: Any) -> EffectsSettings:
 
 
 def load_effects_config(path: Path | str) -> tuple[RunConfig, EffectsSettings]:
-    """Read a run config whose ``effects:`` section the RunConfig does not (yet) declare."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict) or "effects" not in data:
-        raise ConfigError(f"{path}: needs an 'effects:' section (control, horizon, propensity, ...)")
-    section = data.pop("effects")
-    if "effects" in getattr(RunConfig, "model_fields", {}):
-        data["effects"] = section
-    cfg = parse_config(data, source=str(path), base_dir=path.parent)
-    return cfg, _settings(cfg, section)
+    """Read a run config with an ``effects:`` section."""
+    cfg = load_config(path)
+    return cfg, _settings(cfg, None)
 
 
 def _base_params(cfg: RunConfig, base: str, bootstrap: int) -> dict[str, Any]:
@@ -255,6 +207,33 @@ def _patient_table(ids: np.ndarray, id_name: str, labels: np.ndarray, fold: np.n
     for k, a in enumerate(arms):
         cols[f"propensity_{a}"] = propensity[:, k]
     return pd.DataFrame(cols)
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """A few plain lines for the command line: ATEs with CIs, the primary policy's verdicts, the log-rank."""
+    unit = doc.get("time_unit", "") if doc["measure"] == "rmst" else ""
+    level = int(round(doc["level"] * 100))
+
+    def fmt(v: dict) -> str:
+        return f"{v['value']:+.3g}{' ' + unit if unit else ''} ({level}% CI {v['ci_low']:+.3g} to {v['ci_high']:+.3g})"
+
+    horizon = f" at {doc['horizon']:g} {doc['time_unit']}" if "horizon" in doc else ""
+    design = doc["design"]
+    lines = [f"{doc['run']}: {doc['measure']}{horizon}; {doc['data']['n']} patients; arms {doc['arms']}; "
+             f"learner {design['learner']} on {design['base']}, {design['folds']}-fold cross-fitting"]
+    for contrast, v in doc["ate"].items():
+        lines.append(f"ATE {contrast}: {fmt(v)}  [IPW {fmt(doc['ate_ipw'][contrast])}]")
+    policy = doc["policy"]
+    for name in ("model", policy["best_fixed"], policy["treat_none"]):
+        v = policy["values"][name]
+        lines.append(f"value {name}: {v['value']:.4g} ({v['ci_low']:.4g} to {v['ci_high']:.4g})")
+    lines += [f"verdict: {text}" for text in policy["verdict"].values()]
+    if doc.get("logrank") and doc["logrank"].get("logrank"):
+        lr = doc["logrank"]
+        lines.append(f"matched {lr['matched']['n']} vs unmatched {lr['unmatched']['n']}: event-free "
+                     f"{lr['matched']['event_free']:.3f} vs {lr['unmatched']['event_free']:.3f}; log-rank "
+                     f"chi2 {lr['logrank']['statistic']:.2f}, p = {lr['logrank']['p_value']:.3g}")
+    return lines
 
 
 def effects_from_config(cfg: RunConfig, out_dir: Path, *, learner: str | None = None, base: str | None = None,
