@@ -15,14 +15,20 @@ $(VENV)/.installed-data: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[data,dev,private]'
+	$(BIN)/pip install --quiet -e '.[data,dev,private,service]'
 	touch $@ $(VENV)/.installed-data
 
 demo: $(VENV)/.installed-data
 	$(BIN)/precimed demo --out runs/demo
 
+# The service tests also run against a real PostgreSQL: scripts/start_postgres.sh installs it with apt if
+# missing and starts a throwaway cluster under /tmp, stopped again after the tests.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n 2 --durations=10
+	@url=$$(bash scripts/start_postgres.sh 2>.postgres.log) || { url=""; \
+	  echo "PostgreSQL did not start (see .postgres.log): its tests are skipped with the reason"; }; \
+	PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; status=$$?; \
+	for s in /tmp/precimed-pg.*/stop.sh; do [ -x "$$s" ] && "$$s" >/dev/null 2>&1; done; \
+	exit $$status
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

@@ -268,6 +268,100 @@ def keygen(path: Path = typer.Argument(..., help="where to write a new pseudonym
     console.print(f"key written to {make_key(path)} (keep it secret; the same key gives the same pseudonyms)")
 
 
+# ----- the service (its commands live in precimed.service.cli_commands; imported only when used) -----------------
+REGISTRY = typer.Option(..., "--registry", help="registry folder (bundles; SQLite database unless --db)")
+DB = typer.Option(None, "--db", help="database URL, e.g. postgresql+psycopg://user:pw@host/db")
+
+
+@app.command()
+def serve(registry: Path = REGISTRY, db: str | None = DB,
+          host: str = typer.Option("127.0.0.1", help="address to listen on"),
+          port: int = typer.Option(8000, help="port"),
+          workers: int = typer.Option(1, help="uvicorn worker processes")) -> None:
+    """Serve registered models over HTTP (FastAPI, OpenAPI docs at /docs): bearer tokens, roles, audit trail."""
+    from precimed.service.cli_commands import serve as run
+
+    run(registry, db, host=host, port=port, workers=workers)
+
+
+registry_app = typer.Typer(no_args_is_help=True, help="Register, list, promote and roll back model bundles.")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens (stored hashed; shown once).")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit trail.")
+app.add_typer(registry_app, name="registry")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(audit_app, name="audit")
+
+
+@registry_app.command("add")
+def registry_add(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"), registry: Path = REGISTRY,
+                 name: str | None = typer.Option(None, help="model name (default: the run name)"),
+                 fhir_mapping: Path | None = typer.Option(None, help="YAML mapping FHIR codes to features"),
+                 db: str | None = DB) -> None:
+    """Register a bundle (hashes verified) as the model's next version."""
+    from precimed.service.cli_commands import registry_add as run
+
+    console.print(run(registry, bundle, name=name, fhir_mapping=fhir_mapping, db=db))
+
+
+@registry_app.command("list")
+def registry_list(registry: Path = REGISTRY, db: str | None = DB) -> None:
+    """Models, versions and stages."""
+    from precimed.service.cli_commands import registry_list as run
+
+    for row in run(registry, db):
+        console.print(row)
+
+
+@registry_app.command("promote")
+def registry_promote(name: str = typer.Argument(...), version: int = typer.Argument(...), registry: Path = REGISTRY,
+                     stage: str = typer.Option("production", help="staging or production"),
+                     db: str | None = DB) -> None:
+    """Put a version in staging or production."""
+    from precimed.service.cli_commands import registry_promote as run
+
+    console.print(run(registry, name, version, stage, db=db))
+
+
+@registry_app.command("rollback")
+def registry_rollback(name: str = typer.Argument(...), registry: Path = REGISTRY,
+                      stage: str = typer.Option("production", help="staging or production"),
+                      db: str | None = DB) -> None:
+    """Return a stage to the version it held before the last promotion."""
+    from precimed.service.cli_commands import registry_rollback as run
+
+    console.print(run(registry, name, stage, db=db))
+
+
+@tokens_app.command("create")
+def tokens_create(registry: Path = REGISTRY, role: str = typer.Option(..., help="clinician, data_scientist or admin"),
+                  label: str = typer.Option("", help="a note on who holds it"), db: str | None = DB) -> None:
+    """Create a token; it is printed once and stored only as a hash."""
+    from precimed.service.cli_commands import tokens_create as run
+
+    token_id, token = run(registry, role, label, db=db)
+    console.print(f"token id {token_id}\n{token}\n(shown once; store it now)", markup=False, highlight=False)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str = typer.Argument(...), registry: Path = REGISTRY, db: str | None = DB) -> None:
+    """Revoke a token by its id."""
+    from precimed.service.cli_commands import tokens_revoke as run
+
+    run(registry, token_id, db=db)
+    console.print(f"token {token_id} revoked")
+
+
+@audit_app.command("verify")
+def audit_verify(registry: Path = REGISTRY, db: str | None = DB) -> None:
+    """Check the audit chain: any altered, inserted or deleted row is reported (exit 2)."""
+    from precimed.service.cli_commands import audit_verify as run
+
+    result = run(registry, db)
+    console.print(result, highlight=False)
+    if not result.get("ok", True):
+        raise SystemExit(2)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

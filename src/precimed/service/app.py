@@ -1,0 +1,307 @@
+"""The FastAPI app: `create_app(settings)` migrates the database, wires the registry, tokens, audit and routes.
+
+Logs carry request ids, token ids, routes, statuses and timings: never a body, a patient id or an error message
+that could quote a value.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from precimed import __version__
+from precimed.errors import ArtifactError, ConfigError, DataError, PrecimedError, RuleError
+from precimed.service.audit import AuditLog
+from precimed.service.auth import Principal, RateLimiter, TokenStore
+from precimed.service.db import Database
+from precimed.service.registry import ModelNotFound, Registry, RegistryConflict
+from precimed.service.routes import admin, cds, fhir, health, models, plans, predict, vitals
+from precimed.service.routes.common import ApiError, Metrics, new_id
+from precimed.service.settings import ServiceSettings
+
+log = logging.getLogger("precimed.service")
+UPLOAD_PATHS = ("/v1/models",)
+
+
+@dataclass
+class Service:
+    """Everything a route needs, built once per app."""
+
+    settings: ServiceSettings
+    db: Database
+    audit: AuditLog
+    registry: Registry
+    tokens: TokenStore
+    limiter: RateLimiter
+    metrics: Metrics
+    monitors: dict[tuple[str, int] | None, Any] = field(default_factory=dict)
+    monitor_lock: threading.Lock = field(default_factory=threading.Lock)
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    def commit(self, principal: Principal, action: str, *, model: str | None = None, version: int | None = None,
+               input_digest: str | None = None, outcome: str = "ok", status: int = 200,
+               detail: dict[str, Any] | None = None, rows: tuple[Any, ...] = ()) -> int:
+        """Store `rows` and the audit record of the action in one transaction; return the audit seq."""
+        with self.db.transaction() as s:
+            for row in rows:
+                s.add(row)
+            rec = self.audit.record(s, actor=principal.token_id, role=principal.role, action=action, model=model,
+                                    version=version, input_digest=input_digest, outcome=outcome, status=status,
+                                    detail=detail)
+            seq = rec.seq
+        self.metrics.audit_rows.inc()
+        return seq
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The service app; runs `alembic upgrade head` first (unless settings.migrate is False)."""
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    if settings.migrate:
+        db.migrate()
+    audit = AuditLog(db)
+    svc = Service(settings=settings, db=db, audit=audit,
+                  registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache),
+                  tokens=TokenStore(db), limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
+                  metrics=Metrics())
+    app = FastAPI(
+        title="precimed", version=__version__,
+        description="Registered clinical risk models: predictions, explanations, treatment plans, vital-sign alerts, "
+                    "FHIR R4 input and CDS Hooks, with bearer tokens, roles and a hash-chained audit trail.",
+    )
+    app.state.svc = svc
+    for module in (health, models, predict, plans, vitals, fhir, cds, admin):
+        app.include_router(module.router)
+    _handlers(app)
+    app.add_middleware(BodyLimit, settings=settings)
+    app.add_middleware(Observe, svc=svc)
+    return app
+
+
+def configure_logging() -> None:
+    """One line per request from precimed.service at PRECIMED_LOG_LEVEL (default info); Alembic kept quiet."""
+    level = os.environ.get("PRECIMED_LOG_LEVEL", "info").upper()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("precimed.service").setLevel(level)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` with several workers: PRECIMED_REGISTRY (and PRECIMED_DB_URL, …)."""
+    configure_logging()
+    registry = os.environ.get("PRECIMED_REGISTRY")
+    if not registry:
+        raise ConfigError("PRECIMED_REGISTRY is not set")
+    return create_app(ServiceSettings.from_env(registry))
+
+
+# ----- errors ---------------------------------------------------------------------------------------------------
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _error(status: int, message: str, field: str | None = None, **extra: Any) -> JSONResponse:
+    return _json(status, {"message": message, "field": field, "patients": [], **extra})
+
+
+def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
+    errors: list[dict[str, Any]] = []
+    seen: set[tuple[str, int | None]] = set()
+    for e in exc.errors():
+        loc = [x for x in e.get("loc", ()) if x != "body"]
+        index = None
+        if len(loc) >= 2 and loc[0] == "patients" and isinstance(loc[1], int):
+            index = loc[1]
+            name = str(loc[2]) if len(loc) >= 3 else "patients"
+        else:
+            name = ".".join(str(x) for x in loc) or "body"
+        if (name, index) in seen:
+            continue
+        seen.add((name, index))
+        errors.append({"field": name, "message": str(e.get("msg", "invalid")),
+                       "patients": [] if index is None else [{"index": index, "patient_id": None}]})
+    errors = errors[:50]
+    patients = sorted({p["index"] for e in errors for p in e["patients"]})
+    first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+    fields = list(dict.fromkeys(e["field"] for e in errors))
+    return {"message": f"invalid request in field(s) {fields[:10]}: {first['message']}", "field": first["field"],
+            "patients": [{"index": i, "patient_id": None} for i in patients], "errors": errors}
+
+
+def _handlers(app: FastAPI) -> None:
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json(exc.status, exc.body(), exc.headers)
+
+    async def validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json(422, _validation_body(exc))
+
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _json(exc.status_code, {"message": str(exc.detail), "field": None, "patients": []},
+                     getattr(exc, "headers", None))
+
+    async def not_found(_: Request, exc: ModelNotFound) -> JSONResponse:
+        return _error(404, str(exc), "name")
+
+    async def conflict(_: Request, exc: RegistryConflict) -> JSONResponse:
+        return _error(409, str(exc))
+
+    async def artifact(_: Request, exc: ArtifactError) -> JSONResponse:
+        log.error("artifact check failed: %s", type(exc).__name__)
+        return _error(503, f"model files failed verification; an administrator must check the registry ({exc})")
+
+    async def data_error(_: Request, exc: DataError) -> JSONResponse:
+        return _error(422, str(exc), exc.column, rows=[str(r) for r in exc.rows])
+
+    async def user_error(_: Request, exc: PrecimedError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(ModelNotFound, not_found)
+    app.add_exception_handler(RegistryConflict, conflict)
+    app.add_exception_handler(ArtifactError, artifact)
+    app.add_exception_handler(DataError, data_error)
+    app.add_exception_handler(ConfigError, user_error)
+    app.add_exception_handler(RuleError, user_error)
+
+
+# ----- middleware -----------------------------------------------------------------------------------------------
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """413 for a body above the limit, whether it declares its length or streams it."""
+
+    def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
+        limit = self.settings.max_upload_bytes if upload else self.settings.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await _send_json(send, 400, {"message": "invalid Content-Length", "field": None, "patients": []})
+                return
+            if size > limit:
+                await _send_json(send, 413, _too_large(limit))
+                return
+        seen = 0
+        started = too_large = False
+
+        async def limited() -> Message:
+            nonlocal seen, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    too_large = True
+                    raise _TooLarge
+            return message
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if too_large:  # the app turned our exception into its own error response: answer 413 instead
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_json(send, 413, _too_large(limit))
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited, tracking)
+        except _TooLarge:
+            if not started:
+                await _send_json(send, 413, _too_large(limit))
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return {"message": f"request body larger than {limit} bytes; send fewer patients per request", "field": None,
+            "patients": []}
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str | None = None) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if request_id:
+        headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+class Observe:
+    """Request id, timing, Prometheus counters and one log line per request; a 500 for anything unexpected,
+    logged by type and place only (an exception message could quote patient data)."""
+
+    def __init__(self, app: ASGIApp, svc: Service) -> None:
+        self.app = app
+        self.svc = svc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = new_id()[:16]
+        status = 500
+        started = False
+
+        async def observed(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed)
+        except Exception as exc:
+            status = 500
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            log.error("request %s failed: %s at %s:%s", request_id, type(exc).__name__,
+                      where.filename if where else "?", where.lineno if where else "?")
+            principal = (scope.get("state") or {}).get("principal")
+            route = scope.get("route")
+            if principal is not None:
+                try:
+                    await run_in_threadpool(self.svc.commit, principal,
+                                            f"error:{scope['method']} {getattr(route, 'path', 'unmatched')}"[:64],
+                                            outcome="error", status=500, detail={"request_id": request_id})
+                except Exception:  # the database itself may be what failed
+                    log.error("request %s: could not audit the failure", request_id)
+            if not started:
+                await _send_json(send, 500, {"message": f"internal error (request {request_id}); it was logged",
+                                             "field": None, "patients": []}, request_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            m = self.svc.metrics
+            m.requests.labels(scope["method"], route, str(status)).inc()
+            m.latency.labels(scope["method"], route).observe(elapsed)
+            principal = (scope.get("state") or {}).get("principal")
+            log.info("%s %s %s %.1fms token=%s req=%s", scope["method"], route, status, elapsed * 1000,
+                     principal.token_id if principal else "-", request_id)

@@ -1,0 +1,126 @@
+"""Bearer tokens (stored only as SHA-256 hashes), roles and what each role may do, and a per-token rate limit.
+
+A token is shown once, when it is created; the database keeps its SHA-256 and a public id (`tok_…`) that logs
+and the audit trail use. Roles are disjoint on purpose (an administrator does not score patients):
+
+    clinician       predict, explain, plan, vitals, FHIR predict, CDS hooks, read predictions and plans
+    data_scientist  register models, evaluate them
+    admin           tokens, promotion and rollback, audit verification
+    (every role)    list models, read metrics
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from precimed.errors import ConfigError
+from precimed.service.db import Database, TokenRow, utcnow
+
+ROLES = ("clinician", "data_scientist", "admin")
+ALL = frozenset(ROLES)
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "models:read": ALL,
+    "metrics": ALL,
+    "predict": frozenset({"clinician"}),
+    "explain": frozenset({"clinician"}),
+    "plan": frozenset({"clinician"}),
+    "vitals": frozenset({"clinician"}),
+    "results:read": frozenset({"clinician"}),
+    "register": frozenset({"data_scientist"}),
+    "evaluate": frozenset({"data_scientist"}),
+    "promote": frozenset({"admin"}),
+    "tokens": frozenset({"admin"}),
+    "audit": frozenset({"admin"}),
+}
+TOKEN_PREFIX = "pmd_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's public id and its role."""
+
+    token_id: str
+    role: str
+
+    def may(self, permission: str) -> bool:
+        return self.role in PERMISSIONS[permission]
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}; expected one of {list(ROLES)}")
+    return role
+
+
+class TokenStore:
+    """Create, look up, list and revoke tokens."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, role: str, label: str = "") -> tuple[str, str]:
+        """A new token for `role`: returns (public id, token). The token itself is not stored."""
+        check_role(role)
+        token_id = f"tok_{secrets.token_hex(6)}"
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.db.transaction() as s:
+            s.add(TokenRow(id=token_id, token_sha256=hash_token(token), role=role, label=label[:200],
+                           created_at=utcnow(), revoked_at=None))
+        return token_id, token
+
+    def lookup(self, token: str) -> Principal | None:
+        """The principal of a valid, unrevoked token; None otherwise."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        with self.db.session() as s:
+            row = s.execute(select(TokenRow.id, TokenRow.role, TokenRow.revoked_at)
+                            .where(TokenRow.token_sha256 == hash_token(token))).first()
+        if row is None or row.revoked_at is not None:
+            return None
+        return Principal(row.id, row.role)
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke by public id; False if there is no such active token."""
+        with self.db.transaction() as s:
+            done = s.execute(update(TokenRow).where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None))
+                             .values(revoked_at=utcnow()))
+            return bool(done.rowcount)
+
+    def list(self) -> list[dict]:
+        with self.db.session() as s:
+            rows = s.execute(select(TokenRow).order_by(TokenRow.created_at)).scalars().all()
+            return [{"id": r.id, "role": r.role, "label": r.label, "created_at": r.created_at,
+                     "revoked_at": r.revoked_at} for r in rows]
+
+
+class RateLimiter:
+    """A token bucket per key: `burst` requests at once, refilled at `per_minute` / 60 per second."""
+
+    def __init__(self, per_minute: float, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(allowed, seconds to wait before retrying)."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return True, 0
+            self._buckets[key] = (tokens, now)
+            return False, max(1, math.ceil((1.0 - tokens) / self.rate))

@@ -1,0 +1,317 @@
+"""Persistence: SQLAlchemy 2 models, the engine (SQLite or PostgreSQL), sessions and Alembic migrations.
+
+Tables
+------
+models, model_versions   registered bundles (the files live in the registry folder; rows hold path and hashes)
+stages                   append-only stage history per model: `promote` pushes a version, `rollback` pops one
+tokens                   bearer tokens, stored only as SHA-256 hashes, with a role and a revocation time
+audit, audit_head        the append-only, hash-chained audit trail and its head (last seq and hash)
+predictions, plans       results stored by id (inputs are kept only as digests)
+
+The schema is created by Alembic (`migrations/`), never by `create_all`, so SQLite and PostgreSQL get the
+same tables. Times are ISO 8601 text in UTC, so a row reads back byte-identical on both databases (the audit
+hash covers them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from precimed.errors import ConfigError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+GENESIS = "0" * 64
+MIGRATION_LOCK = 7_312_001  # PostgreSQL advisory lock key: one migrator at a time
+
+
+def utcnow() -> str:
+    """Now, UTC, ISO 8601 with microseconds (text sorts in time order)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON text for storage: sorted keys, NaN/inf stored as null, numpy scalars as numbers."""
+    return json.dumps(_clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+
+
+class VersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+                      UniqueConstraint("model_id", "metadata_sha256", name="uq_model_versions_model_sha"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", name="fk_model_versions_model"))
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(512))
+    bundle_ref: Mapped[str] = mapped_column(String(200))
+    metadata_sha256: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(32))
+    fhir_mapping_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    registered_at: Mapped[str] = mapped_column(String(40))
+    registered_by: Mapped[str] = mapped_column(String(64))
+
+
+class StageRow(Base):
+    __tablename__ = "stages"
+    __table_args__ = (Index("ix_stages_model_stage", "model_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", name="fk_stages_model"))
+    stage: Mapped[str] = mapped_column(String(16))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", name="fk_stages_version"))
+    action: Mapped[str] = mapped_column(String(16))
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+
+
+class TokenRow(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[str] = mapped_column(String(40))
+    revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    input_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    row_hash: Mapped[str] = mapped_column(String(64))
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    bundle_ref: Mapped[str] = mapped_column(String(200))
+    input_digest: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)
+
+
+class PlanRow(Base):
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    input_digest: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(Text)
+
+
+# ----- engine ---------------------------------------------------------------------------------------------------
+def normalize_url(url: str) -> str:
+    """postgres:// and postgresql:// use psycopg 3; other URLs pass through."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
+    """An engine for SQLite (WAL, fsync per `sqlite_synchronous`, explicit BEGIN) or PostgreSQL (psycopg 3)."""
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"database URL {url!r} is not a valid SQLAlchemy URL, e.g. sqlite:///precimed.db or "
+                          "postgresql://user:password@host:5432/db") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               hide_parameters=True, pool_size=8, max_overflow=16)
+        _sqlite_events(engine, sqlite_synchronous)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise ConfigError(f"database {redact(url)}: only SQLite and PostgreSQL are supported")
+    try:
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, pool_size=8, max_overflow=16)
+    except (ImportError, ArgumentError) as exc:
+        raise ConfigError(f"database {redact(url)}: {exc}") from None
+
+
+def _sqlite_events(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # a writer takes the write lock up front, so two writers never deadlock on a lock upgrade
+        immediate = conn.get_execution_options().get("precimed_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """The engine plus two session factories: `session()` for reads, `transaction()` for serialized writes."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, sqlite_synchronous=sqlite_synchronous)
+        self.dialect = self.engine.dialect.name
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+        self._writes = sessionmaker(self.engine.execution_options(precimed_write=True), expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read session (no write lock); it rolls back on exit unless the caller commits."""
+        with self._reads() as s:
+            yield s
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction: committed (and, on SQLite FULL, fsynced) on success, rolled back on error."""
+        with self._writes.begin() as s:
+            yield s
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def migrate(self) -> None:
+        """`alembic upgrade head`, one migrator at a time (PostgreSQL advisory lock / SQLite write lock)."""
+        cfg = alembic_config(self.url)
+        try:
+            with self.engine.execution_options(precimed_write=True).begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
+                cfg.attributes["connection"] = conn
+                from alembic import command
+
+                command.upgrade(cfg, "head")
+        except OperationalError as exc:
+            raise ConfigError(f"database {redact(self.url)}: cannot migrate ({type(exc.orig).__name__}: "
+                              f"{str(exc.orig).splitlines()[0] if exc.orig else exc})") from None
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the first migration)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str | None:
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> Any:
+    """An Alembic Config built in code (no alembic.ini): our migrations folder and the URL."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return cfg
+
+
+def current_head(session: Session) -> AuditHead:
+    """The audit head row, locked for update where the database supports it."""
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, row_hash=GENESIS)
+        session.add(head)
+        session.flush()
+    return head

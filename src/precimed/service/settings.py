@@ -1,0 +1,65 @@
+"""Service settings: one typed object that `create_app` and `precimed serve` share.
+
+Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no setup: the database is a SQLite
+file in the registry folder. `from_env` reads the few knobs an operator may want to change without code
+(PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from precimed.errors import ConfigError
+
+DB_FILE = "precimed.db"
+
+
+class ServiceSettings(BaseModel):
+    """What the service needs to start; unknown keys are refused by name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    registry: Path = Field(description="registry folder: registered bundles live under models/<name>/<version>/")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<registry>/precimed.db")
+    max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="largest request body (413 above)")
+    max_upload_bytes: int = Field(default=256_000_000, ge=1_024, description="largest bundle upload (zip)")
+    max_patients: int = Field(default=1_000, ge=1, le=100_000, description="patients per predict/explain request")
+    max_observations: int = Field(default=10_000, ge=1, description="vital-sign observations per request")
+    rate_per_minute: float = Field(default=600.0, gt=0, description="sustained requests per minute per token")
+    rate_burst: int = Field(default=60, ge=1, description="requests a token may make at once before throttling")
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        default="FULL", description="SQLite fsync policy; FULL keeps every acknowledged audit record on power loss")
+    migrate: bool = Field(default=True, description="run `alembic upgrade head` when the app is created")
+    bundle_cache: int = Field(default=8, ge=1, description="loaded bundles kept in memory")
+    explain_top_k: int = Field(default=5, ge=1, le=50, description="contributing features per explained patient")
+
+    @property
+    def database_url(self) -> str:
+        """The database URL in use (the SQLite default lives in the registry folder)."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(Path(self.registry).resolve() / DB_FILE).as_posix()}"
+
+    @classmethod
+    def from_env(cls, registry: Path | str, db_url: str | None = None, **overrides: object) -> ServiceSettings:
+        """Settings for `precimed serve`: arguments first, then PRECIMED_* environment variables, then defaults."""
+        env = {
+            "db_url": os.environ.get("PRECIMED_DB_URL"),
+            "rate_per_minute": os.environ.get("PRECIMED_RATE_PER_MINUTE"),
+            "rate_burst": os.environ.get("PRECIMED_RATE_BURST"),
+            "max_body_bytes": os.environ.get("PRECIMED_MAX_BODY_BYTES"),
+            "max_patients": os.environ.get("PRECIMED_MAX_PATIENTS"),
+        }
+        values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
+        if db_url:
+            values["db_url"] = db_url
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(registry=Path(registry), **values)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"service settings: {problems}") from None

@@ -1,0 +1,142 @@
+"""The audit trail records every prediction, plan and registry action, and `verify` finds any altered, inserted
+or deleted row."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from service.conftest import PATIENT
+
+
+@pytest.fixture
+def audited(svc):
+    """A service whose audit table holds registry, token, prediction and refused-request rows."""
+    c = svc.client
+    c.post("/v1/models/pima-small/predict", json={"patients": [{**PATIENT, "patient_id": "MRN-77-JONES"}]},
+           headers=svc.auth("clinician"))
+    c.post("/v1/models/pima-small/predict", json={"patients": [{**PATIENT, "glu": 9}]}, headers=svc.auth("clinician"))
+    c.get("/v1/tokens", headers=svc.auth("clinician"))  # denied: recorded too
+    c.post("/v1/models/pima-small/predict", json={"patients": [PATIENT, PATIENT]}, headers=svc.auth("clinician"))
+    assert svc.app.state.svc.audit.verify().ok
+    return svc
+
+
+def _sql(svc, statement: str, **params) -> list:
+    engine = create_engine(svc.db_url)
+    with engine.begin() as conn:
+        result = conn.execute(text(statement), params)
+        rows = list(result) if result.returns_rows else []
+    engine.dispose()
+    return rows
+
+
+def _verify(svc) -> dict:
+    from precimed.service.cli_commands import audit_verify
+
+    return audit_verify(svc.registry)
+
+
+def test_each_action_is_recorded_with_who_what_model_digest_and_outcome(audited):
+    rows = audited.app.state.svc.audit.rows()
+    actions = [(r["action"], r["outcome"], r["status"]) for r in rows]
+    assert ("register", "ok", 200) in actions and ("promote:production", "ok", 200) in actions
+    assert ("predict", "ok", 200) in actions and ("predict", "rejected", 422) in actions
+    assert ("denied:tokens", "denied", 403) in actions
+    predict = next(r for r in rows if r["action"] == "predict" and r["outcome"] == "ok")
+    assert predict["actor"] == audited.ids["clinician"] and predict["role"] == "clinician"
+    assert predict["model"] == "pima-small" and predict["version"] == 1 and len(predict["input_digest"]) == 64
+    assert "prediction_id" in json.loads(predict["detail"])
+    assert "MRN-77-JONES" not in json.dumps(rows)
+
+
+def test_verify_catches_an_altered_row(audited):
+    seq = _sql(audited, "SELECT min(seq) FROM audit WHERE action = 'predict' AND status = 422")[0][0]
+    _sql(audited, "UPDATE audit SET outcome = 'ok', status = 200 WHERE seq = :s", s=seq)
+    report = _verify(audited)
+    assert not report["ok"]
+    assert [p["kind"] for p in report["problems"]] == ["altered"]
+    assert report["problems"][0]["seq"] == seq and "content was altered" in report["problems"][0]["message"]
+
+
+def test_verify_catches_an_altered_row_whose_hash_was_recomputed(audited):
+    from precimed.service.audit import row_hash
+    from precimed.service.db import AuditRow
+
+    row = audited.app.state.svc.audit.rows()[3]
+    forged = AuditRow(**{**{k: v for k, v in row.items() if k != "row_hash"}, "actor": "tok_someone_else"})
+    _sql(audited, "UPDATE audit SET actor = :a, row_hash = :h WHERE seq = :s", a=forged.actor, h=row_hash(forged),
+         s=row["seq"])
+    report = _verify(audited)
+    assert not report["ok"]
+    assert report["problems"][0]["seq"] == row["seq"] + 1 and "does not link" in report["problems"][0]["message"]
+
+
+def test_verify_catches_a_deleted_row_in_the_middle_and_at_the_end(audited):
+    _sql(audited, "DELETE FROM audit WHERE seq = 4")
+    report = _verify(audited)
+    assert [(p["kind"], p["seq"]) for p in report["problems"]][0] == ("deleted", 4)
+    last = _sql(audited, "SELECT max(seq) FROM audit")[0][0]
+    _sql(audited, "DELETE FROM audit WHERE seq = :s", s=last)
+    kinds = [p["kind"] for p in _verify(audited)["problems"]]
+    assert kinds.count("deleted") == 2 and "ends at" in _verify(audited)["problems"][-1]["message"]
+
+
+def test_verify_catches_a_forged_row_appended_with_a_valid_looking_hash(audited):
+    from precimed.service.audit import row_hash
+    from precimed.service.db import AuditRow
+
+    last = audited.app.state.svc.audit.rows()[-1]
+    forged = AuditRow(seq=last["seq"] + 1, at=last["at"], actor="tok_ghost", role="admin", action="promote:production",
+                      model="pima-small", version=1, input_digest=None, outcome="ok", status=200, detail="{}",
+                      prev_hash=last["row_hash"])
+    forged.row_hash = row_hash(forged)
+    _sql(audited, "INSERT INTO audit (seq, at, actor, role, action, model, version, input_digest, outcome, status, "
+                  "detail, prev_hash, row_hash) VALUES (:seq, :at, :actor, :role, :action, :model, :version, "
+                  ":input_digest, :outcome, :status, :detail, :prev_hash, :row_hash)",
+         **{c: getattr(forged, c) for c in ("seq", "at", "actor", "role", "action", "model", "version", "input_digest",
+                                            "outcome", "status", "detail", "prev_hash", "row_hash")})
+    report = _verify(audited)
+    assert [p["kind"] for p in report["problems"]] == ["inserted"]
+    assert "beyond the head" in report["problems"][0]["message"]
+
+
+def test_verify_catches_a_row_inserted_in_the_middle(audited):
+    rows = audited.app.state.svc.audit.rows()
+    _sql(audited, "UPDATE audit SET seq = -seq WHERE seq >= 3")
+    _sql(audited, "UPDATE audit SET seq = -seq + 1 WHERE seq < 0")
+    _sql(audited, "INSERT INTO audit (seq, at, actor, role, action, model, version, input_digest, outcome, status, "
+                  "detail, prev_hash, row_hash) VALUES (3, :at, 'tok_ghost', 'admin', 'token_create', NULL, NULL, NULL,"
+                  " 'ok', 200, '{}', :prev, :h)", at=rows[2]["at"], prev=rows[1]["row_hash"], h="f" * 64)
+    kinds = {p["kind"] for p in _verify(audited)["problems"]}
+    assert {"altered", "inserted"} <= kinds
+
+
+def test_an_anchor_recorded_earlier_catches_a_rewritten_chain(audited):
+    from precimed.service.cli_commands import audit_verify
+
+    first = audited.app.state.svc.audit.rows()[0]
+    anchor = f"{first['seq']}:{first['row_hash']}"
+    assert audit_verify(audited.registry, anchors=[anchor])["ok"]
+    assert not audit_verify(audited.registry, anchors=[f"{first['seq']}:{'0' * 64}"])["ok"]
+
+
+def test_concurrent_requests_never_fork_the_chain(svc):
+    log = svc.app.state.svc.audit
+
+    def append(i: int) -> int:
+        return log.append(actor="tok_test", role="clinician", action="predict", detail={"i": i}).seq
+
+    with ThreadPoolExecutor(8) as pool:
+        seqs = list(pool.map(append, range(80)))
+    assert len(set(seqs)) == 80
+    report = log.verify()
+    assert report.ok and report.rows == report.head_seq
+
+
+def test_the_admin_route_reports_the_chain(audited):
+    r = audited.client.get("/v1/audit/verify", headers=audited.auth("admin"))
+    assert r.status_code == 200 and r.json()["ok"] and r.json()["rows"] >= 8
