@@ -22,12 +22,13 @@ demo: $(VENV)/.installed-data
 	$(BIN)/precimed demo --out runs/demo
 
 # The service tests also run against a real PostgreSQL: scripts/start_postgres.sh installs it with apt if
-# missing and starts a throwaway cluster under /tmp, stopped again after the tests.
+# missing and starts a throwaway cluster under /tmp; that cluster (only) is stopped after the tests.
 test: $(VENV)/.installed-dev
 	@url=$$(bash scripts/start_postgres.sh 2>.postgres.log) || { url=""; \
 	  echo "PostgreSQL did not start (see .postgres.log): its tests are skipped with the reason"; }; \
 	PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; status=$$?; \
-	for s in /tmp/precimed-pg.*/stop.sh; do [ -x "$$s" ] && "$$s" >/dev/null 2>&1; done; \
+	base=$$(grep -o '/tmp/precimed-pg\.[A-Za-z0-9]*' .postgres.log | head -n 1); \
+	if [ -n "$$base" ] && [ -x "$$base/stop.sh" ]; then "$$base/stop.sh" >/dev/null 2>&1; fi; \
 	exit $$status
 
 lint: $(VENV)/.installed-dev
