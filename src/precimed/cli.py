@@ -139,12 +139,15 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
          genotypes: Path | None = typer.Option(None, "--genotypes", help="VCF with the key pharmacogenomic variants"),
          out: Path | None = typer.Option(None, "--out", help="folder for plan.json, plan.md, plan.html, careplan"),
          overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
-         model: str = typer.Option("mlp", help="which model of the bundle")) -> None:
+         model: str = typer.Option("mlp", help="which model of the bundle"),
+         effects: Path | None = typer.Option(None, "--effects", help="an effects run folder: options' benefits"),
+         effects_id: str | None = typer.Option(None, "--effects-id", help="the patient's id in that run")) -> None:
     """A treatment plan for one patient: predictions, guideline rules, PGx, doses, interactions, each with a why."""
     from precimed.planning import to_markdown
     from precimed.workflows.planning import plan_patient, write_plan
 
-    result = plan_patient(bundle, patient, rules=rules, genotypes=genotypes, model=model)
+    result = plan_patient(bundle, patient, rules=rules, genotypes=genotypes, model=model, effects=effects,
+                          effects_id=effects_id)
     console.print(to_markdown(result), markup=False, highlight=False)
     if out is not None:
         write_plan(result, out, overwrite=overwrite)

@@ -11,20 +11,63 @@ import pandas as pd
 
 from precimed.atomic import atomic_dir
 from precimed.bundle import load_bundle
+from precimed.errors import ConfigError, DataError
 from precimed.planning import load_rules, make_plan, pgx, to_fhir_careplan, to_html, to_markdown
 from precimed.planning.plan import load_patient
 from precimed.workflows.modeling import DEEP_MODEL, predict_frame
 
 
+def effects_for(effects_dir: Path, patient_id: str) -> tuple[dict, dict, dict]:
+    """One patient's predicted outcome under each arm and effect vs control, with intervals, from an effects run.
+
+    Returns (predictions, options by arm, provenance). The values are cross-fitted: the learner that scored this
+    patient never saw them (see effects.json's design).
+    """
+    effects_dir = Path(effects_dir)
+    try:
+        doc = json.loads((effects_dir / "effects.json").read_text())
+        table = pd.read_csv(effects_dir / "patient_effects.csv", dtype={0: str})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{effects_dir}: not an effects run folder (effects.json, patient_effects.csv): "
+                          f"{exc}") from None
+    id_col = table.columns[0]
+    rows = table[table[id_col].astype(str) == str(patient_id)]
+    if rows.empty:
+        raise DataError(f"{effects_dir}: patient {patient_id!r} is not in patient_effects.csv; pass --effects-id "
+                        "with the trial's id of this patient", column=id_col)
+    row = rows.iloc[0]
+    measure, unit, horizon = doc["measure"], doc.get("time_unit") or "", doc.get("horizon")
+    sign = 1.0 if doc.get("higher_is_better", True) else -1.0
+    preds, options = {}, {}
+    for arm in doc["arms"]:
+        col = f"{measure}_{arm}"
+        preds[col] = {"value": float(row[col]), "ci_low": float(row[f"{col}_low"]),
+                      "ci_high": float(row[f"{col}_high"]),
+                      "description": f"predicted {measure} at {horizon:g} {unit} under {arm}"}
+        if arm == doc["control"]:
+            options[arm] = {"benefit": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+            continue
+        key = f"effect_{arm}_vs_{doc['control']}"
+        lo, hi = sign * float(row[f"{key}_low"]), sign * float(row[f"{key}_high"])
+        options[arm] = {"benefit": sign * float(row[key]), "ci_low": min(lo, hi), "ci_high": max(lo, hi),
+                        "unit": f"{measure} gained vs {doc['control']} at {horizon:g} {unit}, cross-fitted"}
+    provenance = {"run": doc.get("run"), "folder": effects_dir.name, "measure": measure, "horizon": horizon,
+                  "cross_fitted": True, "patient": str(patient_id)}
+    return preds, options, provenance
+
+
 def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None = None, genotypes: Path | None = None,
-                 model: str = DEEP_MODEL) -> dict:
+                 model: str = DEEP_MODEL, effects: Path | None = None, effects_id: str | None = None) -> dict:
     """The plan for the patient in `patient` (JSON: facts, model_input, genotypes, options).
 
     The bundle's predictions replace any example predictions the file carries; without a bundle the plan
-    uses the file's predictions, and says so in its provenance.
+    uses the file's predictions, and says so in its provenance. With `effects` (an effects run folder) the
+    options' benefits and intervals come from that run's cross-fitted per-patient effects: an option of the
+    patient file whose `arm` names an effects arm keeps its drugs and takes the run's numbers.
     """
     p = load_patient(patient)
     preds = dict(p.predictions)
+    options = dict(p.options)
     provenance: dict = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                         "patient_file": Path(patient).name}
     if bundle_dir is not None:
@@ -37,8 +80,22 @@ def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None =
     else:
         provenance["bundle"] = None
         provenance["predictions"] = "taken from the patient file, not from a model"
+    if effects is not None:
+        pid = effects_id or p.patient_id
+        if pid is None:
+            raise ConfigError(f"{patient}: no patient_id to look up in {effects}; pass --effects-id")
+        eff_preds, by_arm, provenance["effects"] = effects_for(effects, pid)
+        preds.update(eff_preds)
+        linked = {name: spec for name, spec in options.items() if isinstance(spec, dict) and spec.get("arm") in by_arm}
+        options = {name: spec for name, spec in options.items() if name not in linked}
+        for name, spec in linked.items():
+            options[name] = {k: v for k, v in spec.items() if k not in ("benefit", "ci_low", "ci_high", "unit")}
+            options[name] |= by_arm[spec["arm"]]
+        for arm, spec in by_arm.items():
+            if not any(s.get("arm") == arm for s in linked.values()):
+                options[arm] = spec
     g = pgx.load_genotypes(genotypes, p.genotypes) if genotypes else p.genotypes
-    return make_plan(p.facts, preds, rules=load_rules(rules), genotypes=g, options=p.options, provenance=provenance)
+    return make_plan(p.facts, preds, rules=load_rules(rules), genotypes=g, options=options, provenance=provenance)
 
 
 def write_plan(plan: dict, out_dir: Path, *, overwrite: bool = False) -> Path:
