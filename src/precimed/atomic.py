@@ -12,6 +12,12 @@ from pathlib import Path
 from precimed.errors import ConfigError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target` in one rename."""
@@ -20,9 +26,7 @@ def atomic_dir(target: Path, *, overwrite: bool = False) -> Iterator[Path]:
         raise ConfigError(f"{target} already exists; choose another --out or pass --overwrite")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a published run folder is not
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a published run folder is not
     try:
         yield tmp
     except BaseException:
@@ -45,6 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; an output file is not
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

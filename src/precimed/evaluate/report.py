@@ -14,11 +14,9 @@ computed on the data given (an ROC curve with one outcome class) still appears, 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,6 +28,7 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from precimed.atomic import atomic_write_bytes
 from precimed.errors import ConfigError, DataError
 
 from . import curves as cv
@@ -568,31 +567,7 @@ def render_report(
                               generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
 
 
-def write_report(
-    path: str | os.PathLike[str],
-    *,
-    title: str,
-    task: str,
-    metrics_doc: Mapping[str, Any],
-    quality: Mapping[str, Any] | None,
-    train_frame: pd.DataFrame | None,
-    test_frame: pd.DataFrame | None,
-    y_train: np.ndarray | None,
-    y_test: np.ndarray,
-    features: Sequence[Mapping[str, Any]],
-    outputs: Mapping[str, Mapping[str, Any]],
-    threshold: float = 0.5,
-    horizons: Sequence[float] | None = None,
-    time_unit: str | None = None,
-    surv_grid: np.ndarray | None = None,
-    histories: Mapping[str, Sequence[Mapping]] | None = None,
-    subgroups: Mapping[str, Any] | None = None,
-    importance: Mapping[str, Mapping[str, float]] | None = None,
-    importance_plot: str | None = None,
-    model_card_md: str | None = None,
-    classes: Sequence[str] | None = None,
-    seed: int = 0,
-) -> Path:
+def write_report(path: str | os.PathLike[str], **arguments: Any) -> Path:
     """Write the one-page HTML evaluation report to ``path`` (atomically) and return the path.
 
     Parameters
@@ -622,23 +597,6 @@ def write_report(
     classes : class names of a multiclass task (default: from ``metrics_doc``).
     seed : seed of the bootstrap band of the smoothed calibration curve.
     """
-    html_text = render_report(
-        title=title, task=task, metrics_doc=metrics_doc, quality=quality, train_frame=train_frame,
-        test_frame=test_frame, y_train=y_train, y_test=y_test, features=features, outputs=outputs,
-        threshold=threshold, horizons=horizons, time_unit=time_unit, surv_grid=surv_grid, histories=histories,
-        subgroups=subgroups, importance=importance, importance_plot=importance_plot,
-        model_card_md=model_card_md, classes=classes, seed=seed,
-    )
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html_text)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a report is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(target, render_report(**arguments).encode("utf-8"))
     return target
