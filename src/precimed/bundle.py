@@ -27,22 +27,13 @@ import numpy as np
 
 from precimed import __version__
 from precimed.config import FeatureConfig, RunConfig, TaskConfig
-from precimed.errors import ArtifactError
-from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
+from precimed.errors import ArtifactError, ConfigError
+from precimed.jsonio import dumps, plain
 from precimed.preprocess import TabularPreprocessor
 from precimed.preprocess.temporal import SequencePreprocessor
-from precimed.train.estimators import NeuralRiskModel
-from precimed.train.sequence import SequenceRiskModel
+from precimed.train.catalogue import class_named
 
 BUNDLE_FORMAT = 1
-MODEL_CLASSES: dict[str, Any] = {
-    "NeuralRiskModel": NeuralRiskModel,
-    "LogisticBaseline": LogisticBaseline,
-    "LinearBaseline": LinearBaseline,
-    "CoxPHBaseline": CoxPHBaseline,
-    "GBMModel": GBMModel,
-    "SequenceRiskModel": SequenceRiskModel,
-}
 SEQUENCE_STATE = "sequence_preprocessor.json"
 BACKGROUND = "explain_background.json"
 LIBRARIES = ("torch", "scikit-learn", "lightgbm", "lifelines", "numpy", "pandas", "pydantic")
@@ -91,6 +82,38 @@ class Bundle:
         return [FeatureConfig.model_validate(f) for f in self.metadata["config"]["features"]]
 
     @property
+    def primary(self) -> str:
+        """The model that predictions, explanations and plans use unless another is named.
+
+        Written by the training recipe as ``metadata["primary_model"]``; bundles written before it existed
+        fall back to ``"mlp"`` when present (their deep model), else the first model.
+        """
+        name = self.metadata.get("primary_model")
+        if name in self.models:
+            return name
+        return "mlp" if "mlp" in self.models else next(iter(self.models))
+
+    @property
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The paired comparisons the run asked for (``"a - b"``), among the models the bundle holds.
+
+        Bundles written before comparisons were recorded compare the primary model with every other one.
+        """
+        recorded = self.metadata.get("comparisons")
+        if recorded is None:
+            return [(self.primary, name) for name in self.models if name != self.primary]
+        pairs = [tuple(text.split(" - ", 1)) for text in recorded]
+        return [(a, b) for a, b in pairs if a in self.models and b in self.models]
+
+    def model_named(self, name: str | None) -> str:
+        """``name`` if the bundle holds it, the primary model for None; else a ConfigError listing the choices."""
+        if name is None:
+            return self.primary
+        if name not in self.models:
+            raise ConfigError(f"model {name!r} is not in the bundle; it holds {sorted(self.models)}")
+        return name
+
+    @property
     def ref(self) -> str:
         return f"{self.metadata['name']}@{self.metadata['metadata_sha256'][:12]}"
 
@@ -102,11 +125,11 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "models").mkdir()
-    files: dict[str, bytes] = {"preprocessor.json": json.dumps(preprocessor.to_state(), indent=1).encode()}
+    files: dict[str, bytes] = {"preprocessor.json": dumps(preprocessor.to_state(), indent=1).encode()}
     if sequence_preprocessor is not None:
-        files[SEQUENCE_STATE] = json.dumps(sequence_preprocessor.to_state(), indent=1).encode()
+        files[SEQUENCE_STATE] = dumps(sequence_preprocessor.to_state(), indent=1).encode()
     if background is not None:
-        files[BACKGROUND] = json.dumps({"rows": np.asarray(background, dtype=float).tolist(),
+        files[BACKGROUND] = dumps({"rows": np.asarray(background, dtype=float).tolist(),
                                         "dtype": str(np.asarray(background).dtype)}).encode()
     files.update(extra_files or {})
     model_meta = {}
@@ -117,7 +140,7 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
             rel = f"models/{name}.{blob_name.split('.', 1)[-1]}"
             files[rel] = data
             blob_names[blob_name] = rel
-        files[f"models/{name}.json"] = json.dumps(state).encode()
+        files[f"models/{name}.json"] = dumps(state, indent=None).encode()
         model_meta[name] = {"class": type(model).__name__, "state": f"models/{name}.json", "blobs": blob_names}
     for rel, data in files.items():
         (directory / rel).write_bytes(data)
@@ -132,8 +155,9 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
         **metadata,
         "sha256": {rel: sha256_bytes(data) for rel, data in sorted(files.items())},
     }
+    meta = plain(meta)  # NaN → null before hashing, so the hash is of exactly what is written
     meta["metadata_sha256"] = sha256_bytes(_canonical(meta))
-    (directory / "metadata.json").write_text(json.dumps(meta, indent=2, default=str))
+    (directory / "metadata.json").write_text(dumps(meta, indent=2))
     return directory
 
 
@@ -189,7 +213,7 @@ def load_bundle(directory: Path | str) -> Bundle:
         background = np.asarray(state["rows"], dtype=state["dtype"])
     models = {}
     for name, info in meta["models"].items():
-        cls = MODEL_CLASSES.get(info["class"])
+        cls = class_named(info["class"])
         if cls is None:
             raise ArtifactError(f"{directory}: model {name!r} has unknown class {info['class']!r}")
         state = json.loads(blobs[info["state"]])

@@ -85,17 +85,10 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
           out: Path = typer.Option(..., "--out", help="run folder to create: bundle/, metrics.json, quality.json"),
           overwrite: bool = typer.Option(False, help="replace an existing run folder"),
           progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-    """Train the deep model and the baselines from CONFIG, validate them, write the bundle."""
-    from precimed import workflows
-    from precimed.config import load_config
+    """Train the configured models (deep and baselines) from CONFIG, validate them, write the bundle."""
+    from precimed.workflows.api import train as run
 
-    cfg = load_config(config)
-    if cfg.sequence is not None:
-        from precimed.workflows.sequence import train_sequence_from_config
-
-        result = train_sequence_from_config(cfg, out, overwrite=overwrite, progress=progress, echo=_echo)
-    else:
-        result = workflows.train_from_config(cfg, out, overwrite=overwrite, progress=progress, echo=_echo)
+    result = run(config, out, overwrite=overwrite, progress=progress, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
 
@@ -104,14 +97,15 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
 def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
             input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines"),
             output: Path = typer.Option(..., "--output", help="predictions file (.csv, .parquet, .json, .jsonl)"),
-            model: str = typer.Option("mlp", help="which model of the bundle"),
+            model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
             allow_out_of_range: bool = typer.Option(
                 False, help="treat values outside the plausible range as missing instead of refusing")) -> None:
     """Score new patients with a bundle."""
-    from precimed import workflows
+    from precimed.workflows.predicting import predict_file
 
-    out = workflows.predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range)
-    console.print(f"{len(out)} patient(s) scored with {model} → {output}")
+    out = predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range)
+    used = out["model"].iloc[0] if len(out) else model
+    console.print(f"{len(out)} patient(s) scored with {used} → {output}")
 
 
 @app.command()
@@ -119,7 +113,7 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
             input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines"),
             output: Path = typer.Option(..., "--output", help="explanations (.json)"),
             plots: Path | None = typer.Option(None, help="folder for one waterfall plot per patient"),
-            model: str = typer.Option("mlp", help="which model of the bundle"),
+            model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
             top: int = typer.Option(5, help="contributing features listed per patient")) -> None:
     """Each patient's prediction and the features that drove it, in the user's units."""
     from precimed.workflows.explaining import explain_file
@@ -139,7 +133,7 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
          genotypes: Path | None = typer.Option(None, "--genotypes", help="VCF with the key pharmacogenomic variants"),
          out: Path | None = typer.Option(None, "--out", help="folder for plan.json, plan.md, plan.html, careplan"),
          overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
-         model: str = typer.Option("mlp", help="which model of the bundle"),
+         model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
          effects: Path | None = typer.Option(None, "--effects", help="an effects run folder: options' benefits"),
          effects_id: str | None = typer.Option(None, "--effects-id", help="the patient's id in that run")) -> None:
     """A treatment plan for one patient: predictions, guideline rules, PGx, doses, interactions, each with a why."""
@@ -158,7 +152,7 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
 def effects(config: Path = typer.Argument(..., help="run config with task.treatment and an 'effects:' section"),
             out: Path = typer.Option(..., "--out", help="folder to create: effects.json, patient_effects.csv"),
             learner: str | None = typer.Option(None, help="dr or t (default: the config's first learner)"),
-            base: str | None = typer.Option(None, help="mlp or gbm (default: the config's base)"),
+            base: str | None = typer.Option(None, help="outcome model: mlp, resmlp or gbm (default: the config's)"),
             overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
     """Individual and average treatment effects, overlap diagnostics and policy evaluation (cross-fitted)."""
     from precimed.workflows.effects import effects_from_config, load_effects_config, summary_lines
@@ -176,9 +170,9 @@ def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)
              out: Path = typer.Option(..., "--out", help="folder to create: metrics.json, quality.json"),
              overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
     """Validate a bundle on another cohort or file."""
-    from precimed import workflows
+    from precimed.workflows.api import evaluate as run
 
-    result = workflows.evaluate_bundle(bundle, data, out, overwrite=overwrite, echo=_echo)
+    result = run(bundle, data, out, overwrite=overwrite, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"metrics {out / 'metrics.json'}")
 
@@ -187,9 +181,9 @@ def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder (replaced if it exists)"),
          progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     """Rotterdam node-positive → Cox MLP, Cox PH, gradient boosting → external validation on GBSG."""
-    from precimed import workflows
+    from precimed.workflows.training import demo as run
 
-    result = workflows.demo(out, progress=progress, echo=_echo)
+    result = run(out, progress=progress, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
 from precimed import expressions
 from precimed.config import FeatureConfig, RunConfig, SourceConfig, SplitConfig, TaskConfig
@@ -171,6 +170,10 @@ def build_cohort(raw: pd.DataFrame, source: SourceConfig, cfg: RunConfig, *, id_
 
 def split_rows(cohort: Cohort, split: SplitConfig, task: TaskConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of (train, test): stratified on the outcome, or grouped so no patient is on both sides."""
+    # scikit-learn is imported when a split is made, not with the module: the monitor and plan commands read
+    # cohorts' neighbours without training anything and must start fast (start-up time, not an import cycle)
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
+
     rows = np.arange(len(cohort))
     if split.kind == "grouped":
         groups = cohort.frame[split.group].to_numpy() if split.group else cohort.X.index.to_numpy()

@@ -158,9 +158,6 @@ class GBMConfig(_Strict):
     reg_lambda: float = Field(default=1.0, ge=0)
 
 
-BaselineName = Literal["logistic", "cox_ph", "linear", "gbm"]
-
-
 SequenceKind = Literal["gru", "lstm", "cnn", "transformer"]
 
 
@@ -186,8 +183,26 @@ class SequenceModelConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
+    """Which models a run trains, which one is primary, which pairs it compares, and each model's settings.
+
+    ``names`` lists the models (any number of deep ones among them; names from the model catalogue,
+    ``precimed.train.catalogue``); without it a run trains ``mlp`` (a sequence run: ``sequence.kinds``)
+    plus ``baselines`` or the task's default baselines. ``primary`` (default: the first deep model) is the
+    model predictions, explanations and plans use unless told otherwise. ``compare`` lists paired
+    comparisons as ``"a - b"`` (default: the primary versus each baseline).
+
+    Settings sections are keyed by model: ``mlp``, ``gbm`` and ``sequence`` are typed here; any other
+    key (e.g. ``resmlp``) is a catalogue model's settings section, checked by the catalogue, which
+    refuses an unknown name with the list of choices.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    names: list[str] | None = Field(default=None, min_length=1)
+    primary: str | None = None
+    compare: list[str] | None = None
+    baselines: list[str] | None = None
     mlp: MLPConfig = MLPConfig()
-    baselines: list[BaselineName] | None = None
     gbm: GBMConfig = GBMConfig()
     sequence: SequenceModelConfig | None = None
 
@@ -300,7 +315,7 @@ class EffectsConfig(_Strict):
     propensity: Literal["known", "logistic"] = "logistic"
     known_probabilities: dict[str | int | float | bool, float] | None = None
     learners: list[Literal["t", "dr"]] = Field(default=["dr", "t"], min_length=1)
-    base: Literal["mlp", "gbm"] = "mlp"
+    base: str = "mlp"  # a catalogue model that takes a task: mlp, resmlp, gbm
     bootstrap: int = Field(default=30, ge=0, le=500)
     folds: int = Field(default=5, ge=2, le=20)
     inner_folds: int = Field(default=2, ge=2, le=10)
@@ -372,25 +387,9 @@ class RunConfig(_Strict):
             if self.task.kind == "survival":
                 raise ValueError("training.privacy: DP-SGD is not available for survival (Cox) models: the loss ties "
                                  "each patient to a risk set, so per-patient clipping does not bound influence")
-            if self.models.mlp.ensemble > 1 or self.models.mlp.batch_norm or self.training.class_weight != "none":
-                raise ValueError("training.privacy needs models.mlp.ensemble 1, no batch_norm and no class_weight")
             if self.training.search is not None:
                 raise ValueError("training.privacy and training.search together would spend privacy unaccounted")
-        baselines = self.baselines
-        allowed = {"binary": {"logistic", "gbm"}, "multiclass": {"logistic", "gbm"},
-                   "regression": {"linear", "gbm"}, "survival": {"cox_ph", "gbm"}}[self.task.kind]
-        wrong = [b for b in baselines if b not in allowed]
-        if wrong:
-            raise ValueError(f"baselines {wrong} do not fit a {self.task.kind} task; choose from {sorted(allowed)}")
         return self
-
-    @property
-    def baselines(self) -> list[str]:
-        """Baselines trained beside the deep model: the configured ones or the task's defaults."""
-        if self.models.baselines is not None:
-            return list(self.models.baselines)
-        return {"binary": ["logistic", "gbm"], "multiclass": ["logistic", "gbm"],
-                "regression": ["linear", "gbm"], "survival": ["cox_ph", "gbm"]}[self.task.kind]
 
 
 def _describe(error: ValidationError, path: Path | str) -> str:

@@ -9,7 +9,8 @@ import pytest
 
 from precimed.errors import DataError
 from precimed.planning import load_rules, make_plan, pgx
-from precimed.planning.plan import load_patient, to_fhir_careplan, to_html, to_markdown
+from precimed.planning.inputs import load_patient
+from precimed.planning.render import to_fhir_careplan, to_html, to_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 PATIENTS = ROOT / "examples" / "patients"

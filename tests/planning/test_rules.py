@@ -7,17 +7,10 @@ import textwrap
 import pytest
 
 from precimed.errors import RuleError
-from precimed.planning.rules import (
-    Action,
-    Proposal,
-    evaluate_condition,
-    evaluate_rules,
-    load_rules,
-    load_schema,
-    parse_condition,
-    parse_ruleset,
-    resolve,
-)
+from precimed.planning.conditions import evaluate_condition, parse_condition
+from precimed.planning.conflicts import Proposal, resolve
+from precimed.planning.factschema import load_schema
+from precimed.planning.rulebook import Action, evaluate_rules, load_rules, parse_ruleset
 
 SCHEMA = load_schema()
 

@@ -51,6 +51,13 @@ class Svc:
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
 
+    @property
+    def container(self):
+        """The app's service container (settings, database, registry, audit, monitors)."""
+        from precimed.service.container import container_of
+
+        return container_of(self.app)
+
 
 def start(tmp_path: Path, bundles: tuple[Path, Path], db_url: str | None = None, **settings) -> Svc:
     from fastapi.testclient import TestClient
@@ -66,7 +73,9 @@ def start(tmp_path: Path, bundles: tuple[Path, Path], db_url: str | None = None,
         ids[role], tokens[role] = cli.tokens_create(registry, role, label=f"test {role}", db=db_url)
     app = create_app(ServiceSettings(registry=registry, db_url=db_url, **settings))
     client = TestClient(app)
-    return Svc(app, client, registry, app.state.svc.settings.database_url, tokens, ids)
+    from precimed.service.container import container_of
+
+    return Svc(app, client, registry, container_of(app).settings.database_url, tokens, ids)
 
 
 @pytest.fixture
@@ -74,4 +83,4 @@ def svc(tmp_path, pima_bundles) -> Svc:
     s = start(tmp_path, pima_bundles)
     yield s
     s.client.close()
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()

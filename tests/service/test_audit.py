@@ -21,7 +21,7 @@ def audited(svc):
     c.post("/v1/models/pima-small/predict", json={"patients": [{**PATIENT, "glu": 9}]}, headers=svc.auth("clinician"))
     c.get("/v1/tokens", headers=svc.auth("clinician"))  # denied: recorded too
     c.post("/v1/models/pima-small/predict", json={"patients": [PATIENT, PATIENT]}, headers=svc.auth("clinician"))
-    assert svc.app.state.svc.audit.verify().ok
+    assert svc.container.audit.verify().ok
     return svc
 
 
@@ -41,7 +41,7 @@ def _verify(svc) -> dict:
 
 
 def test_each_action_is_recorded_with_who_what_model_digest_and_outcome(audited):
-    rows = audited.app.state.svc.audit.rows()
+    rows = audited.container.audit.rows()
     actions = [(r["action"], r["outcome"], r["status"]) for r in rows]
     assert ("register", "ok", 200) in actions and ("promote:production", "ok", 200) in actions
     assert ("predict", "ok", 200) in actions and ("predict", "rejected", 422) in actions
@@ -66,7 +66,7 @@ def test_verify_catches_an_altered_row_whose_hash_was_recomputed(audited):
     from precimed.service.audit import row_hash
     from precimed.service.db import AuditRow
 
-    row = audited.app.state.svc.audit.rows()[3]
+    row = audited.container.audit.rows()[3]
     forged = AuditRow(**{**{k: v for k, v in row.items() if k != "row_hash"}, "actor": "tok_someone_else"})
     _sql(audited, "UPDATE audit SET actor = :a, row_hash = :h WHERE seq = :s", a=forged.actor, h=row_hash(forged),
          s=row["seq"])
@@ -89,7 +89,7 @@ def test_verify_catches_a_forged_row_appended_with_a_valid_looking_hash(audited)
     from precimed.service.audit import row_hash
     from precimed.service.db import AuditRow
 
-    last = audited.app.state.svc.audit.rows()[-1]
+    last = audited.container.audit.rows()[-1]
     forged = AuditRow(seq=last["seq"] + 1, at=last["at"], actor="tok_ghost", role="admin", action="promote:production",
                       model="pima-small", version=1, input_digest=None, outcome="ok", status=200, detail="{}",
                       prev_hash=last["row_hash"])
@@ -105,7 +105,7 @@ def test_verify_catches_a_forged_row_appended_with_a_valid_looking_hash(audited)
 
 
 def test_verify_catches_a_row_inserted_in_the_middle(audited):
-    rows = audited.app.state.svc.audit.rows()
+    rows = audited.container.audit.rows()
     _sql(audited, "UPDATE audit SET seq = -seq WHERE seq >= 3")
     _sql(audited, "UPDATE audit SET seq = -seq + 1 WHERE seq < 0")
     _sql(audited, "INSERT INTO audit (seq, at, actor, role, action, model, version, input_digest, outcome, status, "
@@ -118,14 +118,14 @@ def test_verify_catches_a_row_inserted_in_the_middle(audited):
 def test_an_anchor_recorded_earlier_catches_a_rewritten_chain(audited):
     from precimed.service.cli_commands import audit_verify
 
-    first = audited.app.state.svc.audit.rows()[0]
+    first = audited.container.audit.rows()[0]
     anchor = f"{first['seq']}:{first['row_hash']}"
     assert audit_verify(audited.registry, anchors=[anchor])["ok"]
     assert not audit_verify(audited.registry, anchors=[f"{first['seq']}:{'0' * 64}"])["ok"]
 
 
 def test_concurrent_requests_never_fork_the_chain(svc):
-    log = svc.app.state.svc.audit
+    log = svc.container.audit
 
     def append(i: int) -> int:
         return log.append(actor="tok_test", role="clinician", action="predict", detail={"i": i}).seq
@@ -140,3 +140,20 @@ def test_concurrent_requests_never_fork_the_chain(svc):
 def test_the_admin_route_reports_the_chain(audited):
     r = audited.client.get("/v1/audit/verify", headers=audited.auth("admin"))
     assert r.status_code == 200 and r.json()["ok"] and r.json()["rows"] >= 8
+
+
+def test_stored_rows_keep_their_json_format_through_jsonio():
+    """db.to_json is jsonio's compact, sorted, UTF-8 form: the text stored rows and audit digests always had."""
+    import math
+
+    import numpy as np
+
+    from precimed.service.audit import digest
+    from precimed.service.db import to_json
+
+    value = {"b": [1, 2.5, "Zoë ≥ 3"], "a": {"z": None, "y": True}, "n": 7}
+    legacy = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    assert to_json(value) == legacy == '{"a":{"y":true,"z":null},"b":[1,2.5,"Zoë ≥ 3"],"n":7}'
+    assert to_json({"x": math.nan, "y": np.float32(0.5), "z": np.int64(3), "w": [math.inf]}) == \
+        '{"w":[null],"x":null,"y":0.5,"z":3}'
+    assert digest({"n": 7, "a": "Zoë"}) == digest({"a": "Zoë", "n": 7})

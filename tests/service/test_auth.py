@@ -42,7 +42,7 @@ def roomy(tmp_path_factory, pima_bundles):
     """One service for the whole role table (its calls do not change what the others see)."""
     s = start(tmp_path_factory.mktemp("roles"), pima_bundles, rate_burst=1000)
     yield s
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()
 
 
 def test_every_route_in_the_openapi_spec_is_covered_by_the_role_table(roomy):
@@ -114,7 +114,7 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(tmp_path, pima_bu
     r = s.client.get("/v1/models", headers=s.auth("clinician"))
     assert int(r.headers["Retry-After"]) >= 1
     assert s.client.get("/v1/models", headers=s.auth("admin")).status_code == 200  # per token
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()
 
 
 def test_a_streamed_body_over_the_limit_is_413_even_without_content_length(tmp_path, pima_bundles):
@@ -127,7 +127,7 @@ def test_a_streamed_body_over_the_limit_is_413_even_without_content_length(tmp_p
     r = s.client.post("/v1/models/pima-small/predict", content=chunks(),
                       headers={**s.auth("clinician"), "Content-Type": "application/json"})
     assert r.status_code == 413
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()
 
 
 def test_logs_carry_ids_and_digests_but_no_patient_data(svc, caplog):
@@ -168,12 +168,12 @@ def test_an_unexpected_failure_is_a_500_that_logs_and_audits_no_patient_data(svc
     def boom(*_a, **_k):
         raise RuntimeError("value 148 for MRN-4471-SMITH")
 
-    monkeypatch.setattr(svc.app.state.svc.registry, "resolve", boom)
+    monkeypatch.setattr(svc.container.registry, "resolve", boom)
     caplog.set_level("INFO")
     r = svc.client.post("/v1/models/pima-small/predict", json={"patients": [PATIENT]}, headers=svc.auth("clinician"))
     assert r.status_code == 500 and r.headers["X-Request-ID"] in r.json()["message"]
     logged = "\n".join(rec.getMessage() for rec in caplog.records)
     assert "RuntimeError" in logged and "MRN-4471" not in logged and "148" not in logged.replace(r.headers[
         "X-Request-ID"], "")
-    last = svc.app.state.svc.audit.rows()[-1]
+    last = svc.container.audit.rows()[-1]
     assert (last["outcome"], last["status"], last["actor"]) == ("error", 500, svc.ids["clinician"])

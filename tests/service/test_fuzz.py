@@ -48,7 +48,7 @@ def fuzzed(tmp_path_factory, pima_bundles):
     yield s
     print(f"\nfuzz: {sum(STATUSES.values())} requests, statuses {dict(sorted(STATUSES.items()))}")
     s.client.close()
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=[f"{m} {p} {mode}" for m, p, mode in CASES])

@@ -38,8 +38,7 @@ def test_a_plan_can_use_a_registered_models_prediction(svc):
 
 
 def test_plans_answer_501_when_planning_is_not_installed(svc, monkeypatch):
-    monkeypatch.setitem(sys.modules, "precimed.planning", None)
-    svc.app.state.svc.cache.pop("planner", None)
+    monkeypatch.setitem(sys.modules, "precimed.planning", None)  # no plan was made yet: the planner is not loaded
     r = svc.client.post("/v1/plans", json={"facts": {"age": 50}}, headers=svc.auth("clinician"))
     assert r.status_code == 501 and "planning is not available" in r.json()["message"]
 
@@ -67,3 +66,26 @@ def test_a_bad_observation_is_422_naming_the_field_and_the_record(svc):
     assert r.status_code == 422
     err = r.json()
     assert err["field"] == "spo2" and err["patients"] == [{"index": 1, "patient_id": "w1"}] and err["accepted"] == 1
+
+
+def test_the_vital_sign_state_is_kept_for_at_most_the_configured_number_of_patients(tmp_path, pima_bundles):
+    from service.conftest import start
+
+    n, k = 5, 4
+    s = start(tmp_path, pima_bundles, max_monitored_patients=n)
+    post = lambda obs: s.client.post("/v1/vitals", json={"observations": obs}, headers=s.auth("clinician"))  # noqa: E731
+    sick = {"resp_rate": 26, "spo2": 91, "pulse": 125, "systolic_bp": 95}
+    first = post([_vitals("08:00", patient_id="p0", **sick)])
+    assert [e["event"] for e in first.json()["alerts"]] == ["alert"]
+    for i in range(1, n + k):  # n + k patients in all, one request each
+        assert post([_vitals("08:00", patient_id=f"p{i}")]).status_code == 200
+        assert len(s.container.vitals) <= n
+    assert len(s.container.vitals) == n
+    # p0 was the least recently seen, so it was forgotten: still sick, it raises a new alert, not nothing
+    again = post([_vitals("09:00", patient_id="p0", **sick)])
+    assert [e["event"] for e in again.json()["alerts"]] == ["alert"]
+    assert len(s.container.vitals) == n
+    # the most recent patients are remembered: p8, still calm, raises nothing and its episode state is intact
+    assert post([_vitals("09:00", patient_id=f"p{n + k - 1}")]).json()["alerts"] == []
+    s.client.close()
+    s.container.close()

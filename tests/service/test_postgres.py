@@ -94,7 +94,7 @@ def test_the_service_runs_the_same_on_postgresql(tmp_path, pima_bundles, pg_url)
         assert ("altered", 5) in kinds and ("deleted", 8) in kinds
     finally:
         s.client.close()
-        s.app.state.svc.db.dispose()
+        s.container.db.dispose()
 
 
 def test_concurrent_appends_keep_one_chain_on_postgresql(pg_url):

@@ -97,4 +97,4 @@ def test_too_many_patients_or_too_large_a_body_is_413(tmp_path, pima_bundles):
     assert r.status_code == 413
     r = s.client.post(PREDICT, json={"patients": [PATIENT], "pad": "x" * 5000}, headers=s.auth("clinician"))
     assert r.status_code == 413
-    s.app.state.svc.db.dispose()
+    s.container.db.dispose()

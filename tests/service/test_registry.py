@@ -29,10 +29,10 @@ def test_add_list_promote_and_rollback_from_the_cli(tmp_path, pima_bundles):
     cli.registry_promote(reg, "pima-small", 1)
     cli.registry_promote(reg, "pima-small", 2)
     cli.registry_promote(reg, "pima-small", 2, stage="staging")
-    [model] = cli.registry_list(reg)
+    [model] = cli.registry_models(reg)
     assert (model["production"], model["staging"]) == (2, 2)
     assert cli.registry_rollback(reg, "pima-small")["version"] == 1
-    assert cli.registry_list(reg)[0]["production"] == 1
+    assert cli.registry_models(reg)[0]["production"] == 1
     with pytest.raises(ConfigError, match="no earlier production version"):
         cli.registry_rollback(reg, "pima-small")
     with pytest.raises(ConfigError, match="already registered as pima-small version 1"):
@@ -49,10 +49,10 @@ def test_rollback_pops_back_through_the_promotion_history(tmp_path, pima_bundles
     cli.registry_add(reg, pima_bundles[1])
     cli.registry_add(reg, pima_bundles[0], name="other")
     for v in (1, 2, 1, 2):
-        if cli.registry_list(reg)[1]["production"] != v:
+        if cli.registry_models(reg)[1]["production"] != v:
             cli.registry_promote(reg, "pima-small", v)
     assert [cli.registry_rollback(reg, "pima-small")["version"] for _ in range(3)] == [1, 2, 1]
-    assert [m["name"] for m in cli.registry_list(reg)] == ["other", "pima-small"]
+    assert [m["name"] for m in cli.registry_models(reg)] == ["other", "pima-small"]
 
 
 def test_an_altered_bundle_is_refused_and_leaves_nothing_behind(tmp_path, pima_bundles):
@@ -62,7 +62,7 @@ def test_an_altered_bundle_is_refused_and_leaves_nothing_behind(tmp_path, pima_b
     reg = tmp_path / "reg"
     with pytest.raises(ArtifactError, match="does not match its recorded sha256"):
         cli.registry_add(reg, bad)
-    assert cli.registry_list(reg) == []
+    assert cli.registry_models(reg) == []
     assert not any((reg / "models").iterdir())
     assert not (reg / ".incoming").exists() or not any((reg / ".incoming").iterdir())
 
@@ -139,3 +139,25 @@ def test_migrations_create_exactly_the_declared_schema_and_are_idempotent(tmp_pa
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     db.dispose()
+
+
+def test_registry_list_prints_a_table_or_json(tmp_path, pima_bundles, capsys, monkeypatch):
+    import json
+
+    monkeypatch.setenv("COLUMNS", "160")
+    reg = tmp_path / "reg"
+    cli.registry_list(reg)
+    assert "no models registered" in capsys.readouterr().out
+    cli.registry_add(reg, pima_bundles[0])
+    cli.registry_add(reg, pima_bundles[1])
+    cli.registry_promote(reg, "pima-small", 2)
+    cli.registry_list(reg)
+    table = capsys.readouterr().out
+    assert "pima-small" in table and "production" in table and "{" not in table  # a table, not a Python repr
+    hashes = [v["bundle"].partition("@")[2] for v in cli.registry_models(reg)[0]["versions"]]
+    assert all(h in table for h in hashes)
+    assert any(line.split()[:3] == ["model", "version", "stages"] for line in table.splitlines())
+    cli.registry_list(reg, as_json=True)
+    listing = json.loads(capsys.readouterr().out)
+    assert listing == cli.registry_models(reg)
+    assert listing[0]["production"] == 2 and [v["version"] for v in listing[0]["versions"]] == [1, 2]

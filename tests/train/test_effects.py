@@ -193,7 +193,7 @@ def test_bad_inputs_are_refused_with_a_reason():
         TLearner(task="survival", base="gbm").fit(X, y, a)
     with pytest.raises(ConfigError, match="measure 'risk'"):
         TLearner(task="survival", base="gbm", horizon=TAU, measure="risk").fit(X, y, a)
-    with pytest.raises(ConfigError, match="unknown base model"):
+    with pytest.raises(ConfigError, match="unknown model .forest.; choose from"):
         TLearner(task="survival", base="forest", horizon=TAU, n_bootstrap=0).fit(X, y, a)
     X_nan = X.copy()
     X_nan[0, 0] = np.nan

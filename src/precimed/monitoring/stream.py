@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from precimed.errors import ConfigError, DataError
+from precimed.jsonio import dumps
 from precimed.monitoring.news2 import (
     LEVEL_RANK,
     LEVELS,
@@ -414,11 +415,8 @@ class Monitor:
 # --------------------------------------------------------------------------------------------- run_monitor
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_plain)
-
-
 def _dump(obj: dict[str, Any]) -> str:
-    return _ENCODER.encode(obj) + "\n"
+    return dumps(obj, indent=None) + "\n"
 
 
 def _parse_line(item: Any, line: int) -> Mapping[str, Any] | None:

@@ -15,33 +15,41 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-import yaml
+from precimed.errors import DataError, ValueRangeError
+from precimed.planning.conditions import evaluate_condition, parse_condition
+from precimed.planning.factschema import load_schema
+from precimed.planning.knowledge_files import KNOWLEDGE, load_knowledge
 
-from precimed.errors import DataError, RuleError, ValueRangeError
-from precimed.planning.rules import KNOWLEDGE, evaluate_condition, load_schema, parse_condition
-
-IWPC_FILE = KNOWLEDGE / "iwpc_warfarin.yaml"
-RENAL_FILE = KNOWLEDGE / "renal.yaml"
+IWPC = "iwpc_warfarin.yaml"
+RENAL = "renal.yaml"
+IWPC_FILE = KNOWLEDGE / IWPC
+RENAL_FILE = KNOWLEDGE / RENAL
 IWPC_CYP2C9 = ("*1/*1", "*1/*2", "*1/*3", "*2/*2", "*2/*3", "*3/*3")
 IWPC_VKORC1 = ("G/G", "G/A", "A/A")
 RACES = ("white", "asian", "black", "mixed_or_missing")
 SEXES = ("female", "male")
 
 
-@cache
-def _table(path) -> dict[str, Any]:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleError(f"{path}: cannot load dosing table ({exc})") from None
-
-
 def iwpc_table() -> dict[str, Any]:
-    return _table(IWPC_FILE)
+    """The IWPC coefficients (``knowledge/iwpc_warfarin.yaml``): the caller's own copy, free to change."""
+    return load_knowledge(IWPC)
 
 
 def renal_table() -> dict[str, Any]:
-    return _table(RENAL_FILE)
+    """The kidney equations and renal dose rules (``knowledge/renal.yaml``): the caller's own copy."""
+    return load_knowledge(RENAL)
+
+
+@cache
+def _iwpc() -> Mapping[str, Any]:
+    """This module's one copy of the IWPC table, read on every dose; never handed out, so never changed."""
+    return load_knowledge(IWPC)
+
+
+@cache
+def _renal() -> Mapping[str, Any]:
+    """This module's one copy of the renal table, read several times per plan; never handed out."""
+    return load_knowledge(RENAL)
 
 
 def _number(name: str, value: Any, low: float, high: float, unit: str) -> float:
@@ -92,7 +100,7 @@ def iwpc_weekly_dose(*, age: float | None, height_cm: float | None, weight_kg: f
     ``A/A`` or None (unknown); ``race`` one of ``white, asian, black, mixed_or_missing`` (None → missing).
     Both unknown genotype categories are terms of the published algorithm.
     """
-    t = iwpc_table()
+    t = _iwpc()
     if algorithm not in ("pharmacogenetic", "clinical"):
         raise DataError(f"algorithm must be 'pharmacogenetic' or 'clinical', got {algorithm!r}", column="algorithm")
     c = t[algorithm]
@@ -137,7 +145,7 @@ def iwpc_weekly_dose(*, age: float | None, height_cm: float | None, weight_kg: f
 # ----- kidney function ---------------------------------------------------------------------------------------------
 def creatinine_mg_dl(value: float, unit: str = "mg/dL") -> float:
     """Serum creatinine in mg/dL (from mg/dL or umol/L)."""
-    factor = renal_table()["creatinine_umol_per_mg_dl"]
+    factor = _renal()["creatinine_umol_per_mg_dl"]
     if unit in ("mg/dL", "mg/dl"):
         return _number("creatinine_mg_dl", value, 0.1, 25, "mg/dL")
     if unit in ("umol/L", "µmol/L", "umol/l"):
@@ -154,7 +162,7 @@ def _sex(sex: Any) -> str:
 def egfr_ckd_epi_2021(creatinine: float, *, age: float, sex: str, unit: str = "mg/dL") -> float:
     """eGFR (mL/min/1.73 m²), CKD-EPI 2021 creatinine equation without race (Inker et al., NEJM 2021):
     142 × min(Scr/κ, 1)^α × max(Scr/κ, 1)^-1.200 × 0.9938^age × 1.012 [female]."""
-    e = renal_table()["ckd_epi_2021"]
+    e = _renal()["ckd_epi_2021"]
     scr = creatinine_mg_dl(creatinine, unit)
     age = _number("age", age, 18, 120, "years")
     sex = _sex(sex)
@@ -167,7 +175,7 @@ def egfr_ckd_epi_2021(creatinine: float, *, age: float, sex: str, unit: str = "m
 def crcl_cockcroft_gault(creatinine: float, *, age: float, weight_kg: float, sex: str, unit: str = "mg/dL") -> float:
     """Creatinine clearance (mL/min), Cockcroft-Gault with actual body weight: (140 - age) × weight / (72 × Scr),
     × 0.85 for women."""
-    c = renal_table()["cockcroft_gault"]
+    c = _renal()["cockcroft_gault"]
     scr = creatinine_mg_dl(creatinine, unit)
     age = _number("age", age, 18, 120, "years")
     weight = _number("weight_kg", weight_kg, 25, 300, "kg")
@@ -201,7 +209,7 @@ class RenalDose:
 
 
 def renal_drugs() -> list[str]:
-    return sorted(renal_table()["drugs"])
+    return sorted(_renal()["drugs"])
 
 
 def _band_matches(band: Mapping[str, Any], x: float) -> bool:
@@ -211,7 +219,7 @@ def _band_matches(band: Mapping[str, Any], x: float) -> bool:
 
 @cache
 def _criteria(drug: str) -> tuple:
-    spec = renal_table()["drugs"][drug]
+    spec = _renal()["drugs"][drug]
     schema = load_schema()
     return tuple((parse_condition({k: c[k] for k in ("fact", "op", "value")}, schema=schema,
                                   where=f"{RENAL_FILE}: {drug}"), c["label"]) for c in spec["criteria"])
@@ -223,7 +231,7 @@ def renal_dose(drug: str, *, egfr: float | None = None, crcl: float | None = Non
 
     Raises DataError for a drug without a renal rule here.
     """
-    drugs = renal_table()["drugs"]
+    drugs = _renal()["drugs"]
     key = str(drug).strip().lower()
     if key not in drugs:
         raise DataError(f"no renal dose rule for drug {drug!r}; precimed covers {renal_drugs()}", column="drug")
@@ -299,7 +307,7 @@ def warfarin_suggestion(facts: Mapping[str, Any], cyp2c9: str | None = None, vko
     outside IWPC (*5, *6, *8, *11) are computed as *1 and then reduced by 15-30% (CPIC 2017); other alleles are
     treated as unknown genotype, with a note.
     """
-    t = iwpc_table()
+    t = _iwpc()
     src = " ".join(t["source"].split())
     required = ["age", "height_cm", "weight_kg", "medications"]
     missing = tuple(k for k in required if facts.get(k) is None)

@@ -1,6 +1,6 @@
-"""Drug safety checks: the drug vocabulary, a cited drug-drug interaction subset, allergy checks and drug-condition
-contraindications. All tables live in ``knowledge/`` (``drugs.yaml``, ``interactions.yaml``,
-``contraindications.yaml``) with their sources.
+"""Drug safety checks: a cited drug-drug interaction subset, allergy checks and drug-condition contraindications.
+The tables live in ``knowledge/`` (``interactions.yaml``, ``contraindications.yaml``) with their sources; drug
+names are normalized by the drug vocabulary (:mod:`precimed.planning.drugs`, re-exported here).
 
 An unknown drug name is never silently dropped: the strict functions raise :class:`~precimed.errors.DataError`
 with close matches; with ``on_unknown="report"`` they return the unknown names so a plan can list them.
@@ -8,119 +8,30 @@ with close matches; with ``on_unknown="report"`` they return the unknown names s
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import combinations
 from typing import Any
 
-import yaml
+from precimed.errors import RuleError
+from precimed.planning.conditions import Condition, evaluate_condition, parse_condition
+from precimed.planning.drugs import DrugInfo, DrugVocabulary, drug_key, drug_vocabulary
+from precimed.planning.factschema import load_schema
+from precimed.planning.knowledge_files import KNOWLEDGE, load_knowledge
+from precimed.planning.rulebook import Action
 
-from precimed.errors import DataError, RuleError
-from precimed.planning.rules import KNOWLEDGE, Action, Condition, evaluate_condition, load_schema, parse_condition
-
-DRUGS_FILE = KNOWLEDGE / "drugs.yaml"
-INTERACTIONS_FILE = KNOWLEDGE / "interactions.yaml"
-CONTRAINDICATIONS_FILE = KNOWLEDGE / "contraindications.yaml"
+INTERACTIONS = "interactions.yaml"
+CONTRAINDICATIONS = "contraindications.yaml"
+INTERACTIONS_FILE = KNOWLEDGE / INTERACTIONS
+CONTRAINDICATIONS_FILE = KNOWLEDGE / CONTRAINDICATIONS
 SEVERITIES = ("contraindicated", "major", "moderate")
 
-
-def _key(name: str) -> str:
-    return " ".join(str(name).strip().lower().replace("_", " ").split())
-
-
-# ----- vocabulary --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class DrugInfo:
-    name: str
-    atc: str
-    classes: tuple[str, ...]
-    synonyms: tuple[str, ...]
-
-
-class DrugVocabulary:
-    """Canonical generic names, synonyms, ATC codes and classes (``knowledge/drugs.yaml``)."""
-
-    def __init__(self, data: Mapping[str, Any]) -> None:
-        self.version = str(data.get("version", ""))
-        self.source = str(data.get("source", ""))
-        self.drugs: dict[str, DrugInfo] = {}
-        self._names: dict[str, str] = {}
-        self._classes: dict[str, set[str]] = {}
-        for name, info in data["drugs"].items():
-            canonical = _key(name)
-            entry = DrugInfo(canonical, str(info.get("atc", "")), tuple(info.get("classes", [])),
-                             tuple(_key(s) for s in info.get("synonyms", [])))
-            self.drugs[canonical] = entry
-            for alias in (canonical, *entry.synonyms):
-                self._names.setdefault(alias, canonical)
-            for cls in entry.classes:
-                self._classes.setdefault(_key(cls), set()).add(canonical)
-        self._class_names = {_key(c): c for d in self.drugs.values() for c in d.classes}
-        self.allergy_classes = {_key(k): _key(v) for k, v in (data.get("allergy_classes") or {}).items()}
-
-    def normalize(self, name: str) -> str | None:
-        """The canonical generic name, or None when the name is not a known drug."""
-        return self._names.get(_key(name))
-
-    def is_class(self, name: str) -> bool:
-        return _key(name) in self._classes
-
-    def normalize_or_class(self, name: str) -> str | None:
-        """A canonical drug name, a class name (as written in drugs.yaml), or None."""
-        key = _key(name)
-        if key in self.allergy_classes:
-            key = self.allergy_classes[key]
-        if key in self._classes:
-            return self._class_names[key]
-        return self.normalize(name)
-
-    def expand(self, name: str) -> set[str]:
-        """A drug → {itself}; a class → its member drugs; unknown → empty."""
-        key = _key(name)
-        key = self.allergy_classes.get(key, key)
-        if key in self._classes:
-            return set(self._classes[key])
-        drug = self.normalize(name)
-        return {drug} if drug else set()
-
-    def suggest(self, name: str) -> list[str]:
-        return difflib.get_close_matches(_key(name), list(self._names) + list(self._classes), n=3, cutoff=0.6)
-
-    def require(self, name: str, *, where: str = "drug") -> str:
-        """The canonical name, or DataError naming the unknown drug and close matches."""
-        drug = self.normalize(name)
-        if drug is None:
-            close = self.suggest(name)
-            hint = f"; did you mean {close}?" if close else ""
-            raise DataError(f"{where}: unknown drug {name!r} (not in the drug vocabulary {self.version}){hint}",
-                            column=where)
-        return drug
-
-    def split(self, names: Iterable[str]) -> tuple[list[str], list[str]]:
-        """(canonical known drugs in order without duplicates, unknown names as given)."""
-        known: list[str] = []
-        unknown: list[str] = []
-        for n in names:
-            d = self.normalize(n)
-            if d is None:
-                unknown.append(str(n))
-            elif d not in known:
-                known.append(d)
-        return known, unknown
-
-
-@cache
-def drug_vocabulary() -> DrugVocabulary:
-    return DrugVocabulary(_load(DRUGS_FILE))
-
-
-def _load(path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleError(f"{path}: cannot load knowledge table ({exc})") from None
+__all__ = [  # DrugInfo, DrugVocabulary and drug_vocabulary are re-exported from precimed.planning.drugs
+    "CONTRAINDICATIONS_FILE", "INTERACTIONS_FILE", "SEVERITIES", "AllergyHit", "Contraindication",
+    "ContraindicationHit", "DrugInfo", "DrugVocabulary", "Interaction", "InteractionHit", "check_allergies",
+    "check_contraindications", "check_interactions", "contraindication_table", "drug_vocabulary", "interaction_table",
+]
 
 
 def _target(node: Any, vocab: DrugVocabulary, where: str) -> tuple[str, set[str]]:
@@ -174,7 +85,8 @@ class InteractionHit:
 
 @cache
 def interaction_table() -> tuple[tuple[Interaction, ...], str]:
-    data = _load(INTERACTIONS_FILE)
+    """The packaged interactions, their drugs and classes checked against the vocabulary; (table, version)."""
+    data = load_knowledge(INTERACTIONS)
     vocab = drug_vocabulary()
     out = []
     for node in data["interactions"]:
@@ -241,7 +153,7 @@ def check_allergies(drugs: Sequence[str], allergies: Sequence[str]) -> tuple[lis
     hits: list[AllergyHit] = []
     unknown: list[str] = []
     for allergy in allergies:
-        key = _key(allergy)
+        key = drug_key(allergy)
         if key in vocab.allergy_classes or vocab.is_class(key):
             cls = vocab.allergy_classes.get(key, key)
             members = vocab.expand(cls)
@@ -273,7 +185,8 @@ class Contraindication:
 
 @cache
 def contraindication_table() -> tuple[tuple[Contraindication, ...], str]:
-    data = _load(CONTRAINDICATIONS_FILE)
+    """The packaged contraindications, their conditions checked against the fact schema; (table, version)."""
+    data = load_knowledge(CONTRAINDICATIONS)
     vocab = drug_vocabulary()
     schema = load_schema()
     out = []

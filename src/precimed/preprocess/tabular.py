@@ -354,15 +354,15 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
 
     # -- values --------------------------------------------------------------------------------------
     def _guard(self, state: dict, values: pd.Series, original: pd.Series, rows: _Rows, *, fitting: bool,
-               report: dict | None) -> pd.Series:
-        """Out-of-range values: missing (fit, or out_of_range="missing") or ValueRangeError."""
+               report: dict | None, policy: str = "missing") -> pd.Series:
+        """Out-of-range values: missing (fit, or policy "missing") or ValueRangeError (policy "error")."""
         low, high = state.get("low"), state.get("high")
         if low is None and high is None:
             return values
         mask = outside_range(values, low, high)
         if not mask.any():
             return values
-        if not fitting and self.out_of_range == "error":
+        if not fitting and policy == "error":
             named = pd.Series(values.to_numpy(), name=state["name"])
             check_range(named, low, high, unit=state.get("unit") or "", ids=rows.series, where=WHERE)
         if report is not None:
@@ -375,7 +375,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         return values.mask(mask)
 
     def _raw(self, feature: dict, state: dict, series: pd.Series, rows: _Rows, *, fitting: bool,
-             report: dict | None) -> np.ndarray:
+             report: dict | None, policy: str = "missing") -> np.ndarray:
         """The feature's codes before imputation and scaling, shape (n, k); NaN where missing."""
         name, kind = state["name"], state["kind"]
         if kind == "numeric":
@@ -387,7 +387,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
                     "a measurement cannot be infinite: fix it or leave it empty (missing)",
                     column=name, rows=rows.of(infinite),
                 )
-            values = self._guard(state, values, values, rows, fitting=fitting, report=report)
+            values = self._guard(state, values, values, rows, fitting=fitting, report=report, policy=policy)
             if state["log"]:
                 negative = (values < 0).to_numpy()
                 if negative.any():
@@ -407,7 +407,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         missing = blank_mask(series)
         if kind == "ordinal" and (state["low"] is not None or state["high"] is not None):
             numbers = pd.to_numeric(pd.Series(series.to_numpy(dtype=object)), errors="coerce").astype(float)
-            guarded = self._guard(state, numbers, series, rows, fitting=fitting, report=report)
+            guarded = self._guard(state, numbers, series, rows, fitting=fitting, report=report, policy=policy)
             missing |= (guarded.isna() & numbers.notna()).to_numpy()
         keys = np.array([value_key(v) if not m else "" for v, m in zip(series, missing, strict=True)],
                         dtype=object)
@@ -458,18 +458,25 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         return out
 
     # -- transform -----------------------------------------------------------------------------------
-    def transform(self, X):
-        """Encode new rows with the training statistics; returns a float32 array."""
+    def transform(self, X, *, out_of_range=None):
+        """Encode new rows with the training statistics; returns a float32 array.
+
+        ``out_of_range`` ("missing" or "error") overrides the fitted policy for this call only: the
+        preprocessor is never changed by transforming, so one fitted instance can serve many threads.
+        """
         require_fitted(self, "encodings_")
+        policy = self.out_of_range if out_of_range is None else out_of_range
+        if policy not in ("missing", "error"):
+            raise ConfigError(f"out_of_range must be 'missing' or 'error', got {policy!r}")
         declared = self.features_ if self.features is not None else None
         frame, rows = self._input(X, fitting=False, declared=declared)
-        return self._transform(frame, rows, fitting=False)
+        return self._transform(frame, rows, fitting=False, policy=policy)
 
-    def _transform(self, frame: pd.DataFrame, rows: _Rows, *, fitting: bool) -> np.ndarray:
+    def _transform(self, frame: pd.DataFrame, rows: _Rows, *, fitting: bool, policy: str = "missing") -> np.ndarray:
         blocks = []
         for j, (feature, state) in enumerate(zip(self.features_, self.encodings_, strict=True)):
             series = frame.iloc[:, j].rename(state["name"])  # columns arrive in feature order
-            raw = self._raw(feature, state, series, rows, fitting=fitting, report=None)
+            raw = self._raw(feature, state, series, rows, fitting=fitting, report=None, policy=policy)
             missing = np.isnan(raw)
             fill = np.asarray(state["fill"], dtype=np.float64)
             filled = np.where(missing, fill[None, :], raw)

@@ -39,6 +39,7 @@ from typing import Any
 
 from precimed.atomic import atomic_write_bytes
 from precimed.errors import ConfigError, DataError
+from precimed.jsonio import dumps
 from precimed.privacy import dates as dt
 from precimed.privacy.notes import redact
 from precimed.privacy.policy import DeidReport, Policy, load_policy
@@ -471,5 +472,5 @@ def deidentify_bundle_file(input: str | Path, output: str | Path, policy_path: s
         raise DataError(f"{input_path}: not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     result, report = deidentify_bundle(bundle, policy, key, source=input_path.name, output=output_path.name)
     report.warnings += key_file_warnings(key_file, [input_path, output_path])
-    atomic_write_bytes(output_path, json.dumps(result, indent=1, ensure_ascii=False).encode("utf-8"))
+    atomic_write_bytes(output_path, dumps(result, indent=1).encode("utf-8"))
     return report

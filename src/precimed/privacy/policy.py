@@ -21,7 +21,6 @@ Columns the policy does not name are scanned for identifier patterns and, by def
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -31,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from precimed.errors import ConfigError
+from precimed.jsonio import dumps
 
 Role = Literal["identifier", "pseudonym", "date", "quasi", "text", "keep"]
 ROLES: tuple[str, ...] = ("identifier", "pseudonym", "date", "quasi", "text", "keep")
@@ -209,7 +209,7 @@ class DeidReport:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, default=str)
+        return dumps(self.to_dict())
 
     def summary(self) -> str:
         """A few plain lines for the terminal."""

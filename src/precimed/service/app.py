@@ -6,13 +6,10 @@ that could quote a value.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,71 +20,34 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from precimed import __version__
+from precimed import __version__, jsonio
 from precimed.errors import ArtifactError, ConfigError, DataError, PrecimedError, RuleError
-from precimed.service.audit import AuditLog
-from precimed.service.auth import Principal, RateLimiter, TokenStore
-from precimed.service.db import Database
-from precimed.service.registry import ModelNotFound, Registry, RegistryConflict
+from precimed.service.container import Container
+from precimed.service.registry import ModelNotFound, RegistryConflict
 from precimed.service.routes import admin, cds, fhir, health, models, plans, predict, vitals
-from precimed.service.routes.common import ApiError, Metrics, new_id
+from precimed.service.routes.common import ApiError, new_id
 from precimed.service.settings import ServiceSettings
+from precimed.workflows.patients import PlanningUnavailable
 
 log = logging.getLogger("precimed.service")
 UPLOAD_PATHS = ("/v1/models",)
 
 
-@dataclass
-class Service:
-    """Everything a route needs, built once per app."""
-
-    settings: ServiceSettings
-    db: Database
-    audit: AuditLog
-    registry: Registry
-    tokens: TokenStore
-    limiter: RateLimiter
-    metrics: Metrics
-    monitors: dict[tuple[str, int] | None, Any] = field(default_factory=dict)
-    monitor_lock: threading.Lock = field(default_factory=threading.Lock)
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    def commit(self, principal: Principal, action: str, *, model: str | None = None, version: int | None = None,
-               input_digest: str | None = None, outcome: str = "ok", status: int = 200,
-               detail: dict[str, Any] | None = None, rows: tuple[Any, ...] = ()) -> int:
-        """Store `rows` and the audit record of the action in one transaction; return the audit seq."""
-        with self.db.transaction() as s:
-            for row in rows:
-                s.add(row)
-            rec = self.audit.record(s, actor=principal.token_id, role=principal.role, action=action, model=model,
-                                    version=version, input_digest=input_digest, outcome=outcome, status=status,
-                                    detail=detail)
-            seq = rec.seq
-        self.metrics.audit_rows.inc()
-        return seq
-
-
 def create_app(settings: ServiceSettings) -> FastAPI:
-    """The service app; runs `alembic upgrade head` first (unless settings.migrate is False)."""
-    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-    if settings.migrate:
-        db.migrate()
-    audit = AuditLog(db)
-    svc = Service(settings=settings, db=db, audit=audit,
-                  registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache),
-                  tokens=TokenStore(db), limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-                  metrics=Metrics())
+    """The service app; runs `alembic upgrade head` first (unless settings.migrate is False). Its container
+    (`container_of(app)`) holds the database, registry, tokens, metrics and monitors."""
+    container = Container.build(settings)
     app = FastAPI(
         title="precimed", version=__version__,
         description="Registered clinical risk models: predictions, explanations, treatment plans, vital-sign alerts, "
                     "FHIR R4 input and CDS Hooks, with bearer tokens, roles and a hash-chained audit trail.",
     )
-    app.state.svc = svc
+    app.state.container = container
     for module in (health, models, predict, plans, vitals, fhir, cds, admin):
         app.include_router(module.router)
     _handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
-    app.add_middleware(Observe, svc=svc)
+    app.add_middleware(Observe, container=container)
     return app
 
 
@@ -169,6 +129,9 @@ def _handlers(app: FastAPI) -> None:
     async def user_error(_: Request, exc: PrecimedError) -> JSONResponse:
         return _error(422, str(exc))
 
+    async def unavailable(_: Request, exc: PlanningUnavailable) -> JSONResponse:
+        return _error(501, str(exc))
+
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -178,6 +141,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(ConfigError, user_error)
     app.add_exception_handler(RuleError, user_error)
+    app.add_exception_handler(PlanningUnavailable, unavailable)
 
 
 # ----- middleware -----------------------------------------------------------------------------------------------
@@ -245,7 +209,7 @@ def _too_large(limit: int) -> dict[str, Any]:
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str | None = None) -> None:
-    data = json.dumps(body).encode()
+    data = jsonio.dumps(body, compact=True).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     if request_id:
         headers.append((b"x-request-id", request_id.encode()))
@@ -257,9 +221,9 @@ class Observe:
     """Request id, timing, Prometheus counters and one log line per request; a 500 for anything unexpected,
     logged by type and place only (an exception message could quote patient data)."""
 
-    def __init__(self, app: ASGIApp, svc: Service) -> None:
+    def __init__(self, app: ASGIApp, container: Container) -> None:
         self.app = app
-        self.svc = svc
+        self.container = container
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -288,7 +252,7 @@ class Observe:
             route = scope.get("route")
             if principal is not None:
                 try:
-                    await run_in_threadpool(self.svc.commit, principal,
+                    await run_in_threadpool(self.container.commit, principal,
                                             f"error:{scope['method']} {getattr(route, 'path', 'unmatched')}"[:64],
                                             outcome="error", status=500, detail={"request_id": request_id})
                 except Exception:  # the database itself may be what failed
@@ -299,7 +263,7 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
-            m = self.svc.metrics
+            m = self.container.metrics
             m.requests.labels(scope["method"], route, str(status)).inc()
             m.latency.labels(scope["method"], route).observe(elapsed)
             principal = (scope.get("state") or {}).get("principal")

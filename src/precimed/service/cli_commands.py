@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from precimed import jsonio
 from precimed.errors import ConfigError
 from precimed.service.app import configure_logging
 from precimed.service.audit import AuditLog
@@ -80,13 +87,36 @@ def registry_add(registry: Path | str, bundle: Path | str, *, name: str | None =
         database.dispose()
 
 
-def registry_list(registry: Path | str, db: str | None = None) -> list[dict[str, Any]]:
+def registry_models(registry: Path | str, db: str | None = None) -> list[dict[str, Any]]:
     """Models with their versions and current staging / production versions."""
     _, database, _, reg = _open(registry, db)
     try:
         return reg.list()
     finally:
         database.dispose()
+
+
+def registry_list(registry: Path | str, db: str | None = None, as_json: bool = False) -> None:
+    """Print the registered models: a table (one row per version: stages, task, the bundle's metadata hash, when
+    registered, whether it has a FHIR mapping), or with `as_json` the full listing as JSON (registry_models)."""
+    models = registry_models(registry, db)
+    if as_json:
+        sys.stdout.write(jsonio.dumps(models, indent=2) + "\n")
+        return
+    console = Console()
+    if not models:
+        console.print(f"no models registered in {registry}", markup=False, highlight=False)
+        return
+    table = Table(title=f"models in {registry}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("model", "version", "stages", "task", "bundle", "registered", "fhir"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("model", "bundle"))
+    for m in models:
+        for i, v in enumerate(m["versions"]):
+            table.add_row(Text(m["name"] if i == 0 else ""), str(v["version"]), ", ".join(v["stages"]) or "-",
+                          v["task"], Text(v["bundle"].partition("@")[2] or v["bundle"]),
+                          v["registered_at"][:16].replace("T", " "), "yes" if v["fhir_mapping"] else "no",
+                          end_section=i == len(m["versions"]) - 1)
+    console.print(table)
 
 
 def registry_promote(registry: Path | str, name: str, version: int, stage: str = "production",

@@ -15,8 +15,6 @@ hash covers them).
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -39,6 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from precimed import jsonio
 from precimed.errors import ConfigError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -52,25 +51,9 @@ def utcnow() -> str:
 
 
 def to_json(value: Any) -> str:
-    """Canonical JSON text for storage: sorted keys, NaN/inf stored as null, numpy scalars as numbers."""
-    return json.dumps(_clean(value), sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str | bytes):
-        try:
-            value = value.item()
-        except (TypeError, ValueError):
-            return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    """The stored-row JSON format (precimed.jsonio, the one JSON writer): compact, sorted keys, UTF-8 kept as is,
+    NaN/inf as null, numpy as plain numbers. Audit digests and details hash this text, so it must not change."""
+    return jsonio.dumps(value, compact=True, sort_keys=True)
 
 
 class Base(DeclarativeBase):

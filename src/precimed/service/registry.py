@@ -69,13 +69,12 @@ class VersionInfo:
                 "registered_by": self.registered_by, "fhir_mapping": self.has_fhir_mapping}
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoadedModel:
-    """A verified bundle in memory and the lock that serializes its use (predict_frame mutates the preprocessor)."""
+    """A verified bundle in memory. Prediction and explanation do not change it, so requests share it unlocked."""
 
     info: VersionInfo
     bundle: Bundle
-    lock: threading.Lock
 
 
 def check_name(name: str) -> str:
@@ -281,7 +280,7 @@ class Registry:
         if bundle.metadata["metadata_sha256"] != info.metadata_sha256:
             raise ArtifactError(f"{info.name} v{info.version}: the bundle on disk is not the one registered; "
                                 "refusing to serve it")
-        loaded = LoadedModel(info, bundle, threading.Lock())
+        loaded = LoadedModel(info, bundle)
         with self._cache_lock:
             loaded = self._cache.setdefault(key, loaded)
             while len(self._cache) > self.cache_size:

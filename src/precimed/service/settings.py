@@ -2,7 +2,8 @@
 
 Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no setup: the database is a SQLite
 file in the registry folder. `from_env` reads the few knobs an operator may want to change without code
-(PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS).
+(PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS,
+PRECIMED_MAX_MONITORED_PATIENTS).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class ServiceSettings(BaseModel):
     max_upload_bytes: int = Field(default=256_000_000, ge=1_024, description="largest bundle upload (zip)")
     max_patients: int = Field(default=1_000, ge=1, le=100_000, description="patients per predict/explain request")
     max_observations: int = Field(default=10_000, ge=1, description="vital-sign observations per request")
+    max_monitored_patients: int = Field(default=10_000, ge=1, description="patients whose vital-sign episode state "
+                                        "is kept in memory (per worker); the least recently seen is forgotten first")
     rate_per_minute: float = Field(default=600.0, gt=0, description="sustained requests per minute per token")
     rate_burst: int = Field(default=60, ge=1, description="requests a token may make at once before throttling")
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
@@ -53,6 +56,7 @@ class ServiceSettings(BaseModel):
             "rate_burst": os.environ.get("PRECIMED_RATE_BURST"),
             "max_body_bytes": os.environ.get("PRECIMED_MAX_BODY_BYTES"),
             "max_patients": os.environ.get("PRECIMED_MAX_PATIENTS"),
+            "max_monitored_patients": os.environ.get("PRECIMED_MAX_MONITORED_PATIENTS"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
         if db_url:

@@ -35,8 +35,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from precimed.errors import ConfigError, DataError
-from precimed.models.baselines import GBMModel
-from precimed.train.estimators import NeuralRiskModel
+from precimed.train import catalogue
 
 TASKS = ("binary", "regression", "survival")
 MEASURES = {"binary": ("risk",), "regression": ("mean",), "survival": ("rmst", "survival")}
@@ -44,25 +43,9 @@ DEFAULT_MEASURE = {"binary": "risk", "regression": "mean", "survival": "rmst"}
 HIGHER_IS_BETTER = {"risk": False, "mean": True, "rmst": True, "survival": True}
 
 
-# ----- base models: one visible mapping --------------------------------------------------------------
-def _mlp(task: str, params: Mapping[str, Any], seed: int) -> NeuralRiskModel:
-    kwargs = {k: v for k, v in params.items() if k not in ("task", "random_state")}
-    return NeuralRiskModel(task=task, random_state=seed, **kwargs)
-
-
-def _gbm(task: str, params: Mapping[str, Any], seed: int) -> GBMModel:
-    kwargs = {k: v for k, v in params.items() if k not in ("task", "random_state")}
-    return GBMModel(task=task, random_state=seed, **kwargs)
-
-
-BASE_BUILDERS: dict[str, Callable[[str, Mapping[str, Any], int], Any]] = {"mlp": _mlp, "gbm": _gbm}
-
-
 def build_base(base: str, task: str, params: Mapping[str, Any] | None, seed: int) -> Any:
-    """An unfitted outcome model: ``base`` in BASE_BUILDERS, ``task`` binary / regression / survival."""
-    if base not in BASE_BUILDERS:
-        raise ConfigError(f"unknown base model {base!r}; choose one of {sorted(BASE_BUILDERS)}")
-    return BASE_BUILDERS[base](task, dict(params or {}), seed)
+    """An unfitted outcome model: ``base`` a catalogue model that takes a task (mlp, resmlp, gbm)."""
+    return catalogue.build_for_task(base, task, params, seed)
 
 
 def outcome_under(model: Any, X: np.ndarray, *, task: str, measure: str, horizon: float | None) -> np.ndarray:

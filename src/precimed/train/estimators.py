@@ -1,11 +1,19 @@
-"""Deep models under the scikit-learn contract: one estimator for every tabular task.
+"""Deep models under the scikit-learn contract: one estimator per tabular net, for every task.
 
-`NeuralRiskModel(task=...)` joins the MLP, the task's loss and the training loop. With
-`ensemble=k` it trains k nets on k different validation splits and averages them, a cheap and
-reliable way to cut the variance that small clinical cohorts give a single net.
+`NeuralRiskModel(task=...)` joins the MLP, the task's loss and the training loop;
+`ResidualRiskModel` does the same for the residual MLP with a linear (wide) skip path, which starts
+as, and can stay, a linear / logistic / Cox regression. With `ensemble=k` either trains k nets on k
+different validation splits and averages them, a cheap and reliable way to cut the variance that
+small clinical cohorts give a single net.
 
 `NetEnsembleEstimator` holds what every net estimator shares (targets, losses, the ensemble loop,
-predictions, state); `precimed.train.sequence.SequenceRiskModel` builds on it for sequence nets.
+predictions, state, scikit-learn tags); `TabularNetEstimator` adds the tabular constructor, input
+checks and state, so a new tabular net is one small class naming its module, blob and label.
+`precimed.train.sequence.SequenceRiskModel` builds on `NetEnsembleEstimator` for sequence nets.
+
+The scikit-learn kind follows the task: a classifier for binary / multiclass (``classes_``,
+``predict`` gives labels), a regressor for regression; survival takes y as an (n, 2) array
+[time, event] and ``predict`` gives the log-hazard ratio.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import torch
@@ -21,15 +29,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
+from sklearn.utils import Tags
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from precimed.errors import DataError
+from precimed.models.baselines import (
+    TASKS,
+    check_class_weight,
+    check_features,
+    check_target,
+    check_training_data,
+    is_classification,
+    task_score,
+    task_tags,
+)
 from precimed.models.losses import bce_loss, ce_loss, cox_partial_nll, mse_loss
-from precimed.models.nets import MLP, set_threads
+from precimed.models.nets import MLP, ResidualMLP, set_threads
 from precimed.models.survival import breslow_cumulative_hazard, survival_at
 from precimed.train.loop import History, TrainSettings, fit_net
 
-TASKS = ("binary", "multiclass", "regression", "survival")
+__all__ = ["TASKS", "NetEnsembleEstimator", "NeuralRiskModel", "ResidualRiskModel", "TabularNetEstimator"]
 
 
 def _progress(enabled: bool) -> Any:
@@ -46,6 +65,9 @@ class NetEnsembleEstimator(BaseEstimator):
     Subclasses define ``__init__`` (the task and training parameters below plus their architecture),
     ``fit`` (check X, then ``_fit_nets``), ``_build_net``, ``to_state`` and ``from_state``.
     """
+
+    def __sklearn_tags__(self) -> Tags:
+        return task_tags(super().__sklearn_tags__(), self.task)
 
     # ----- fitting -------------------------------------------------------------------------------
     def _targets(self, y: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray | None]:
@@ -76,23 +98,18 @@ class NetEnsembleEstimator(BaseEstimator):
             pos_weight = torch.tensor((len(y) - y.sum()) / max(y.sum(), 1), dtype=torch.float32)
         return lambda out, t: bce_loss(out, t, pos_weight)
 
-    def _check_y(self, y: np.ndarray) -> np.ndarray:
-        if self.task not in TASKS:
-            raise DataError(f"unknown task {self.task!r}; expected one of {list(TASKS)}")
-        y = np.asarray(y, dtype=float)
-        if self.task == "survival":
-            if y.ndim != 2 or y.shape[1] != 2:
-                raise DataError(f"survival target must be an (n, 2) array of [time, event]; got shape {y.shape}")
-            if y[:, 1].sum() == 0:
-                raise DataError(f"no events among the {len(y)} training rows; a survival model cannot be fitted")
-        elif self.task in ("binary", "multiclass"):
-            classes = np.unique(y)
-            if len(classes) < 2:
-                raise DataError(f"the training outcome has a single class {classes.tolist()}; need at least two")
+    def _check_y(self, y: Any) -> np.ndarray:
+        """The target as the nets train on it (class codes, floats or [time, event]); sets ``classes_``."""
+        y, classes = check_target(y, self.task, where=type(self).__name__)
+        if classes is not None:
+            self.classes_ = classes
+        elif hasattr(self, "classes_"):
+            del self.classes_  # a refit for another task
         return y
 
     def _fit_nets(self, X: np.ndarray, y: np.ndarray) -> Any:
         """Train the ensemble on checked inputs X (float32, any shape with rows first) and targets y."""
+        check_class_weight(self.class_weight)
         self.n_outputs_ = int(y.max()) + 1 if self.task == "multiclass" else 1
         if self.task == "regression":
             self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
@@ -140,22 +157,24 @@ class NetEnsembleEstimator(BaseEstimator):
         with torch.no_grad():
             return np.stack([net(x).numpy() for net in self.nets_])  # (members, n, outputs)
 
+    @available_if(is_classification)
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_`` (classification tasks only)."""
         out = self._outputs(X)
         if self.task == "binary":
             p = expit(out[..., 0]).mean(axis=0)
             return np.column_stack([1 - p, p])
-        if self.task == "multiclass":
-            e = np.exp(out - out.max(axis=-1, keepdims=True))
-            return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
-        raise DataError(f"predict_proba is for classification; this model's task is {self.task}")
+        e = np.exp(out - out.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).mean(axis=0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class labels (classification), values (regression) or the log-hazard ratio (survival)."""
         if self.task == "regression":
             return self._outputs(X)[..., 0].mean(axis=0) * self.y_scale_ + self.y_mean_
         if self.task == "survival":
             return self.predict_risk(X)
-        return self.predict_proba(X).argmax(axis=1)
+        codes = self.predict_proba(X).argmax(axis=1)
+        return self.classes_[codes]
 
     def predict_risk(self, X: np.ndarray) -> np.ndarray:
         """Log-hazard ratio: each member's scores averaged (Cox scores are defined up to a shift)."""
@@ -164,6 +183,10 @@ class NetEnsembleEstimator(BaseEstimator):
 
     def predict_survival(self, X: np.ndarray, times: np.ndarray) -> np.ndarray:
         return survival_at(self.predict_risk(X), times, self.base_times_, self.base_cumhaz_)
+
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy (classification), R² (regression) or Harrell's C (survival)."""
+        return task_score(self, X, y, self.task)
 
     # ----- state ---------------------------------------------------------------------------------
     def _state(self, params: dict[str, Any], blob: str) -> tuple[dict, dict[str, bytes]]:
@@ -176,6 +199,8 @@ class NetEnsembleEstimator(BaseEstimator):
             "best_epochs": [h.best_epoch for h in self.histories_],
             "history": [{"train_loss": h.train_loss, "val_loss": h.val_loss} for h in self.histories_],
         }
+        if self.task in ("binary", "multiclass"):
+            state["classes"] = self.classes_.tolist()
         if self.task == "regression":
             state |= {"y_mean": self.y_mean_, "y_scale": self.y_scale_}
         if self.task == "survival":
@@ -197,6 +222,9 @@ class NetEnsembleEstimator(BaseEstimator):
             self.nets_.append(net)
         self.histories_ = [History(h["train_loss"], h["val_loss"], b)
                            for h, b in zip(state["history"], state["best_epochs"], strict=True)]
+        if self.task in ("binary", "multiclass"):  # states written before classes were saved hold codes 0..K-1
+            default = np.arange(2 if self.task == "binary" else self.n_outputs_)
+            self.classes_ = np.asarray(state.get("classes", default))
         if self.task == "regression":
             self.y_mean_, self.y_scale_ = state["y_mean"], state["y_scale"]
         if self.task == "survival":
@@ -205,11 +233,22 @@ class NetEnsembleEstimator(BaseEstimator):
         return self
 
 
-class NeuralRiskModel(NetEnsembleEstimator):
-    """MLP for binary (BCE), multiclass (CE), regression (MSE) or survival (Cox partial likelihood).
+class TabularNetEstimator(NetEnsembleEstimator):
+    """A net on a 2-D feature matrix for binary (BCE), multiclass (CE), regression (MSE) or survival (Cox
+    partial likelihood) tasks: the constructor, input checks, fit and state every tabular net shares.
 
-    y: binary 0/1; multiclass codes 0..K-1; regression floats; survival an (n, 2) array [time, event].
+    y: binary 0/1 (or any two labels); multiclass codes 0..K-1 (or any labels); regression floats;
+    survival an (n, 2) array [time, event]. X: a dense, finite float matrix (NaN, inf and sparse input
+    are refused with a DataError; impute first).
+
+    A subclass names its net module (``_net_class``, built as ``(n_inputs, hidden, n_outputs, dropout,
+    activation, batch_norm)``), the blob its weights are saved under (``_blob``) and its progress
+    label (``_label``); nothing else.
     """
+
+    _net_class: ClassVar[type[torch.nn.Module]]
+    _blob: ClassVar[str]
+    _label: ClassVar[str]
 
     def __init__(self, task: str = "binary", hidden: Sequence[int] = (64, 32), dropout: float = 0.1,
                  activation: str = "relu", batch_norm: bool = False, optimizer: str = "adamw",
@@ -236,32 +275,64 @@ class NeuralRiskModel(NetEnsembleEstimator):
         self.random_state = random_state
         self.progress = progress
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> NeuralRiskModel:
-        X = np.asarray(X, dtype=np.float32)
+    def fit(self, X: Any, y: Any) -> Self:
+        # two rows at least: the nets train on one part and early-stop on another
+        X, y = check_training_data(self, X, y, task=self.task, dtype=np.float32, min_samples=2)
         y = self._check_y(y)
-        if not np.isfinite(X).all():
-            raise DataError("the feature matrix holds NaN or inf; preprocess (impute) before training")
+        if not X.flags.writeable:  # torch wants writable memory; a copy changes no value
+            X = X.copy()
         set_threads(1)
-        self.n_features_in_ = X.shape[1]
         return self._fit_nets(X, y)
 
-    def _net_label(self) -> str:
-        return "mlp"
+    def _outputs(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "nets_")
+        X = check_features(self, X, dtype=np.float32)
+        return super()._outputs(X if X.flags.writeable else X.copy())
 
-    def _build_net(self) -> MLP:
-        return MLP(self.n_features_in_, tuple(self.hidden), self.n_outputs_, self.dropout, self.activation,
-                   self.batch_norm)
+    def _net_label(self) -> str:
+        return self._label
+
+    def _build_net(self) -> torch.nn.Module:
+        return self._net_class(self.n_features_in_, tuple(self.hidden), self.n_outputs_, self.dropout,
+                               self.activation, self.batch_norm)
 
     # ----- state ---------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict, dict[str, bytes]]:
         check_is_fitted(self, "nets_")
         params = self.get_params()
         params["hidden"] = list(params["hidden"])
-        return self._state(params, "mlp.pt")
+        return self._state(params, self._blob)
 
     @classmethod
-    def from_state(cls, state: dict, blobs: dict[str, bytes]) -> NeuralRiskModel:
-        return cls(**state["params"])._restore(state, blobs, "mlp.pt")
+    def from_state(cls, state: dict, blobs: dict[str, bytes]) -> Self:
+        return cls(**state["params"])._restore(state, blobs, cls._blob)
+
+
+class NeuralRiskModel(TabularNetEstimator):
+    """MLP for binary (BCE), multiclass (CE), regression (MSE) or survival (Cox partial likelihood).
+
+    y: binary 0/1; multiclass codes 0..K-1; regression floats; survival an (n, 2) array [time, event].
+    Parameters and input checks: see ``TabularNetEstimator``.
+    """
+
+    _net_class = MLP
+    _blob = "mlp.pt"
+    _label = "mlp"
+
+
+class ResidualRiskModel(TabularNetEstimator):
+    """Residual MLP with a linear (wide) skip path, for the same tasks, targets and parameters as
+    ``NeuralRiskModel``.
+
+    The net's output is a linear function of the features plus a deep residual path whose last layer
+    starts at zero: training starts from an exact linear / logistic / Cox model and moves away from it
+    only as far as the validation loss rewards, so where the signal is linear the net can be as good
+    as the regression baseline (see ``precimed.models.nets.ResidualMLP``).
+    """
+
+    _net_class = ResidualMLP
+    _blob = "resmlp.pt"
+    _label = "resmlp"
 
 
 def cox_partial_nll_2d(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from precimed.train.estimators import NeuralRiskModel
+from sklearn.base import clone
 
 WIDTHS = (16, 32, 64, 128)
 
@@ -27,16 +26,19 @@ def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tune_mlp(X: np.ndarray, y: np.ndarray, base: dict[str, Any], *, trials: int, space: dict[str, Any],
+def tune_net(X: np.ndarray, y: np.ndarray, base: Any, *, trials: int, space: dict[str, Any],
              seed: int = 0, progress: bool = False) -> dict[str, Any]:
-    """Search `trials` settings; return {"best_params", "best_value", "trials": [...]} (values are val losses)."""
+    """Search `trials` settings of the unfitted net estimator `base` (its other parameters stay as set).
+
+    Returns {"best_params", "best_value", "trials": [...]} (values are inner validation losses).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def objective(trial: Any) -> float:
-        params = base | suggest(trial, space) | {"ensemble": 1, "progress": False, "random_state": seed}
-        model = NeuralRiskModel(**params).fit(X, y)
+        params = suggest(trial, space) | {"ensemble": 1, "progress": False, "random_state": seed}
+        model = clone(base).set_params(**params).fit(X, y)
         history = model.histories_[0]
         return float(min(history.val_loss))
 

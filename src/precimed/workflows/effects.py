@@ -21,9 +21,7 @@ that section, pass them as ``settings=`` (a dict), or load a YAML with :func:`lo
 from __future__ import annotations
 
 import io
-import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +41,10 @@ from precimed.evaluate.policy import (
     overlap_diagnostics,
     policy_values,
 )
+from precimed.jsonio import dumps, plain
 from precimed.preprocess import TabularPreprocessor
 from precimed.schema import examples
+from precimed.train import catalogue
 from precimed.train.effects import (
     DEFAULT_MEASURE,
     HIGHER_IS_BETTER,
@@ -57,15 +57,9 @@ from precimed.train.effects import (
     as_labels,
     cross_fit,
 )
-from precimed.workflows.modeling import build_mlp, load_cohort
+from precimed.workflows._run import Echo, load_cohort, quiet
 
 EffectsSettings = EffectsConfig
-
-Echo = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def _settings(cfg: RunConfig, settings: Any) -> EffectsSettings:
@@ -96,31 +90,15 @@ def load_effects_config(path: Path | str) -> tuple[RunConfig, EffectsSettings]:
 
 def _base_params(cfg: RunConfig, base: str, bootstrap: int) -> dict[str, Any]:
     """The run's model settings for the learners' base models (no class weighting: risks must stay calibrated)."""
-    if base == "gbm":
-        return cfg.models.gbm.model_dump() | {"val_fraction": cfg.training.val_fraction, "class_weight": None}
-    params = build_mlp(cfg, progress=False).get_params()
+    params = catalogue.build(cfg, base, progress=False).get_params()
     for key in ("task", "random_state"):
         params.pop(key, None)
     params["class_weight"] = None
-    params["progress"] = False
-    if bootstrap > 0:
+    if "progress" in params:
+        params["progress"] = False
+    if bootstrap > 0 and "ensemble" in params:
         params["ensemble"] = 1  # the bootstrap refits are the ensemble
     return params
-
-
-def _clean(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to null."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _verdict(diff: dict, versus: str, *, higher_is_better: bool, unit: str) -> str:
@@ -238,7 +216,7 @@ def summary_lines(doc: dict) -> list[str]:
 
 def effects_from_config(cfg: RunConfig, out_dir: Path, *, learner: str | None = None, base: str | None = None,
                         settings: Any = None, overwrite: bool = False, progress: bool = True,
-                        echo: Echo = _quiet) -> dict:
+                        echo: Echo = quiet) -> dict:
     """Estimate individual and average treatment effects and evaluate the learners' policies; write
     ``DIR/effects.json`` and ``DIR/patient_effects.csv`` atomically and return the JSON document.
 
@@ -260,8 +238,7 @@ def effects_from_config(cfg: RunConfig, out_dir: Path, *, learner: str | None = 
     if primary not in LEARNERS:
         raise ConfigError(f"unknown learner {primary!r}; choose one of {sorted(LEARNERS)}")
     base = base or s.base
-    if base not in ("mlp", "gbm"):
-        raise ConfigError(f"unknown base model {base!r}; choose 'mlp' or 'gbm'")
+    catalogue.build_for_task(base, task.kind, None, cfg.seed)  # an unknown or unfit base is one line with the choices
     reported = [primary] + [name for name in s.learners if name != primary]
     fitted = reported + ([] if "t" in reported else ["t"])  # the T-learner's outcome models feed the AIPW ATE
 
@@ -429,12 +406,12 @@ def effects_from_config(cfg: RunConfig, out_dir: Path, *, learner: str | None = 
         "logrank": per_learner[primary].get("logrank"),
         "learners": per_learner,
     }
-    doc = _clean(doc)
+    doc = plain(doc)
     table = _patient_table(ids, cohort.id_name, labels, cf.fold, summaries[primary], cf.propensity, measure,
                            {n: summaries[n] for n in reported if n != primary})
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        (tmp / "effects.json").write_text(json.dumps(doc, indent=2, allow_nan=False))
+        (tmp / "effects.json").write_text(dumps(doc))
         (tmp / "patient_effects.csv").write_text(buf.getvalue())
     return doc

@@ -6,7 +6,6 @@ columns move together), so they refer to "age = 63 years", not to scaled or enco
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from precimed.atomic import atomic_dir, atomic_write_bytes
+from precimed.atomic import atomic_dir
 from precimed.bundle import Bundle, load_bundle
 from precimed.config import FeatureConfig, TaskConfig
 from precimed.data import read_table
 from precimed.errors import ConfigError
 from precimed.evaluate import beeswarm_or_bar_png, describe_rows, explain_rows, global_importance, waterfall_png
-from precimed.workflows.modeling import DEEP_MODEL, typed_patients
+from precimed.jsonio import write_json
+from precimed.workflows._run import typed_patients
 
 SCALES = {"binary": "probability", "survival": "log-hazard", "regression": "value"}
 
@@ -41,29 +41,33 @@ def units_of(features: list[FeatureConfig]) -> dict[str, str]:
 
 
 def report_importance(models: dict[str, Any], task: TaskConfig, background: np.ndarray, X: np.ndarray,
-                      frame: pd.DataFrame, groups: dict[str, list[int]], *, n: int, seed: int
+                      frame: pd.DataFrame, groups: dict[str, list[int]], *, n: int, seed: int, primary: str
                       ) -> tuple[dict[str, dict[str, float]], str] | None:
     """Mean |SHAP| per user feature for every model on up to `n` evaluation patients, and a beeswarm of the
-    deep model; None for multiclass tasks or when n is 0."""
+    primary model; None for multiclass tasks or when n is 0."""
     if task.kind not in SCALES or n == 0:
         return None
     pick = np.sort(np.random.default_rng(seed).choice(len(X), min(n, len(X)), replace=False))
     results = {name: global_importance(predict_fn(m, task), background, X[pick], groups, seed=seed)
                for name, m in models.items()}
     mean_abs = {name: {k: float(v) for k, v in r["mean_abs"].items()} for name, r in results.items()}
-    plot = beeswarm_or_bar_png(results, kind="beeswarm", model=DEEP_MODEL, frame=frame.iloc[pick],
+    plot = beeswarm_or_bar_png(results, kind="beeswarm", model=primary, frame=frame.iloc[pick],
                                scale=SCALES[task.kind])
     return mean_abs, plot
 
 
-def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODEL, top_k: int = 5,
+def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = None, top_k: int = 5,
                   where: str = "input") -> list[dict]:
-    """Each patient's prediction and top contributing features (value in original units, direction)."""
+    """Each patient's prediction and top contributing features (value in original units, direction).
+
+    ``model`` defaults to the bundle's primary model; values outside the plausible range are refused.
+    Pure: the loaded bundle is not changed, so threads may share it.
+    """
+    model = bundle.model_named(model)
     if bundle.background is None:
         raise ConfigError(f"{bundle.path}: the bundle has no explanation background; retrain it with this version")
-    _, raw = typed_patients(bundle, frame, model=model, where=where)
-    bundle.preprocessor.out_of_range = "error"
-    X = bundle.preprocessor.transform(raw)
+    _, raw = typed_patients(bundle, frame, where=where)
+    X = bundle.preprocessor.transform(raw, out_of_range="error")
     task = bundle.task
     rows = explain_rows(predict_fn(bundle.models[model], task), bundle.background, X, raw,
                         bundle.preprocessor.feature_groups_, top_k=top_k, units=units_of(bundle.features),
@@ -75,7 +79,7 @@ def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str = DEEP_MODE
 
 
 def explain_file(bundle_dir: Path, input_path: Path, output: Path, *, plots: Path | None = None,
-                 model: str = DEEP_MODEL, top_k: int = 5) -> list[dict]:
+                 model: str | None = None, top_k: int = 5) -> list[dict]:
     """`precimed explain`: JSON with each patient's explanation; waterfall PNGs per patient with `plots`."""
     bundle = load_bundle(bundle_dir)
     rows = explain_frame(bundle, read_table(input_path), model=model, top_k=top_k, where=str(input_path))
@@ -84,16 +88,8 @@ def explain_file(bundle_dir: Path, input_path: Path, output: Path, *, plots: Pat
             for row in rows:
                 safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(row["patient_id"]))
                 (tmp / f"patient_{safe}.png").write_bytes(waterfall_png(row, title=f"patient {row['patient_id']}"))
-    atomic_write_bytes(Path(output), json.dumps(rows, indent=1, default=_plain).encode())
+    write_json(Path(output), rows, indent=1)
     return rows
-
-
-def _plain(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 __all__ = ["describe_rows", "explain_file", "explain_frame", "predict_fn", "report_importance"]

@@ -17,7 +17,7 @@ from precimed.evaluate import (
     survival_fairness_gaps,
     survival_metrics,
 )
-from precimed.workflows.modeling import DEEP_MODEL, metric_function
+from precimed.evaluate.scoring import metric_function
 
 DEFAULT = ("age", "sex")
 
@@ -50,13 +50,14 @@ def subgroup_columns(cfg: RunConfig, cohort: Cohort) -> dict[str, np.ndarray]:
     return out
 
 
-def analyse_subgroups(cfg: RunConfig, cohort: Cohort, outputs: dict[str, dict], grid: Any) -> dict | None:
-    """The deep model's metrics per subgroup (CIs) and the gaps between groups (paired CIs, flagged)."""
+def analyse_subgroups(cfg: RunConfig, cohort: Cohort, outputs: dict[str, dict], grid: Any, *,
+                      model: str) -> dict | None:
+    """``model``'s metrics per subgroup (CIs) and the gaps between groups (paired CIs, flagged)."""
     groups = subgroup_columns(cfg, cohort)
     if not groups:
         return None
     task, ev, y = cfg.task, cfg.evaluation, cohort.y
-    out = outputs[DEEP_MODEL]
+    out = outputs[model]
     boot = dict(n_boot=ev.bootstrap, seed=cfg.seed, level=ev.level)
     if task.kind == "survival":
         def fn(i: np.ndarray) -> dict[str, float]:
@@ -66,11 +67,11 @@ def analyse_subgroups(cfg: RunConfig, cohort: Cohort, outputs: dict[str, dict], 
         events = y[:, 1]
         gaps = survival_fairness_gaps(y[:, 0], y[:, 1], out["risk"], groups, min_size=ev.min_subgroup, **boot)
     else:
-        fn = metric_function(task, y, out, threshold=ev.threshold, grid=grid)
+        fn = metric_function(task.kind, y, out, threshold=ev.threshold, horizons=task.horizons, grid=grid)
         events = y if task.kind == "binary" else None
         gaps = (fairness_gaps(y, out["proba"], groups, ev.threshold, min_size=ev.min_subgroup, **boot)
                 if task.kind == "binary" else [])
     result: dict[str, Any] = subgroup_metrics(groups, fn, len(y), events=events, min_size=ev.min_subgroup, **boot)
     result["gaps"] = gaps
-    result["model"] = DEEP_MODEL
+    result["model"] = model
     return result

@@ -3,7 +3,6 @@ and compare the learned early-warning model with NEWS2 on it."""
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import ExitStack
 from datetime import timedelta
@@ -14,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from precimed.atomic import atomic_dir
-from precimed.bundle import load_bundle
 from precimed.config import parse_config
 from precimed.errors import ConfigError
+from precimed.jsonio import dumps_lines, write_json
 from precimed.monitoring import (
     FEATURES,
     deterioration_labels,
@@ -26,13 +25,18 @@ from precimed.monitoring import (
     simulate_ward,
     window_features,
 )
-from precimed.workflows.modeling import DEEP_MODEL, Echo, _quiet, predict_frame, train_from_config
+from precimed.workflows._run import Echo, check_out_dir, quiet
 
 LABEL = "event_within_12h"
 
 
-def bundle_risk_fn(bundle_dir: Path, model: str = DEEP_MODEL) -> Any:
+def bundle_risk_fn(bundle_dir: Path, model: str | None = None) -> Any:
     """A callable (window-feature rows → probabilities) from a binary bundle trained on monitor features."""
+    # the modelling recipes (torch) are imported only when a model is used: NEWS2 alone starts in well under a
+    # second (start-up time, not an import cycle)
+    from precimed.bundle import load_bundle
+    from precimed.workflows.predicting import predict_frame
+
     bundle = load_bundle(bundle_dir)
     names = {f.name for f in bundle.features}
     if bundle.task.kind != "binary" or not names <= set(FEATURES):
@@ -47,7 +51,7 @@ def bundle_risk_fn(bundle_dir: Path, model: str = DEEP_MODEL) -> Any:
 
 
 def monitor_stream(input: str, output: Path, *, scores: Path | None = None, bundle_dir: Path | None = None,
-                   model: str = DEEP_MODEL, risk_threshold: float = 0.5, alert_level: str = "low-medium",
+                   model: str | None = None, risk_threshold: float = 0.5, alert_level: str = "low-medium",
                    clear_after: int = 2, window_hours: float = 24) -> dict:
     """Replay a vitals file (JSON lines) or stdin ('-') through the monitor; alerts as JSON lines.
 
@@ -86,7 +90,7 @@ def _write_ward(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     obs = tables["observations"].copy()
     obs["time"] = obs["time"].map(lambda t: t.isoformat())
     records = obs.astype(object).where(obs.notna(), None).to_dict(orient="records")
-    (folder / "observations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "observations.jsonl").write_text(dumps_lines(records))
     tables["events"].to_csv(folder / "events.csv", index=False)
     tables["features"].to_csv(folder / "features.csv", index=False)
 
@@ -122,15 +126,17 @@ def ward_config(train_csv: Path, test_csv: Path, *, bootstrap: int, seed: int) -
 
 def ward_comparison(out_dir: Path, *, n_patients: int = 500, days: float = 7, seeds: tuple[int, int] = (1, 2),
                     bootstrap: int = 200, overwrite: bool = False, progress: bool = True,
-                    echo: Echo = _quiet) -> dict:
+                    echo: Echo = quiet) -> dict:
     """Train the learned early-warning model on one simulated ward and compare it with NEWS2 on another.
 
     The model's alert threshold is set on the training ward to raise as many observations as NEWS2 ≥ 5
     does there, so the two are compared at a matched alert burden.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ConfigError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    from precimed.bundle import load_bundle  # the modelling recipes, only when a model is trained (see above)
+    from precimed.workflows.predicting import predict_frame
+    from precimed.workflows.training import train_from_config
+
+    out_dir = check_out_dir(out_dir, overwrite)
     echo(f"simulating two wards of {n_patients} patients × {days:g} days (seeds {seeds[0]} and {seeds[1]})")
     train, test = _ward_tables(n_patients, days, seeds[0]), _ward_tables(n_patients, days, seeds[1])
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -158,5 +164,5 @@ def ward_comparison(out_dir: Path, *, n_patients: int = 500, days: float = 7, se
         }
         result = {"train_ward_seed": seeds[0], "test_ward_seed": seeds[1], "patients": n_patients, "days": days,
                   "threshold": threshold, "comparison": rows, "metrics": run.metrics}
-        (tmp / "comparison.json").write_text(json.dumps(result, indent=2, default=str))
+        write_json(tmp / "comparison.json", result)
     return result

@@ -10,11 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from precimed.atomic import atomic_dir
-from precimed.bundle import load_bundle
 from precimed.errors import ConfigError, DataError
+from precimed.jsonio import dumps
 from precimed.planning import load_rules, make_plan, pgx, to_fhir_careplan, to_html, to_markdown
 from precimed.planning.plan import load_patient
-from precimed.workflows.modeling import DEEP_MODEL, predict_frame
 
 
 def effects_for(effects_dir: Path, patient_id: str) -> tuple[dict, dict, dict]:
@@ -57,7 +56,7 @@ def effects_for(effects_dir: Path, patient_id: str) -> tuple[dict, dict, dict]:
 
 
 def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None = None, genotypes: Path | None = None,
-                 model: str = DEEP_MODEL, effects: Path | None = None, effects_id: str | None = None) -> dict:
+                 model: str | None = None, effects: Path | None = None, effects_id: str | None = None) -> dict:
     """The plan for the patient in `patient` (JSON: facts, model_input, genotypes, options).
 
     The bundle's predictions replace any example predictions the file carries; without a bundle the plan
@@ -71,7 +70,13 @@ def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None =
     provenance: dict = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
                         "patient_file": Path(patient).name}
     if bundle_dir is not None:
+        # imported only when a bundle is used, so that a plan without one starts without torch (start-up time,
+        # not an import cycle: planning sits below workflows and never imports them)
+        from precimed.bundle import load_bundle
+        from precimed.workflows.predicting import predict_frame
+
         bundle = load_bundle(bundle_dir)
+        model = bundle.model_named(model)
         if p.model_input:
             row = predict_frame(bundle, pd.DataFrame([p.model_input]), model=model, where=str(patient)).iloc[0]
             preds.update({k: float(v) for k, v in row.items() if k not in (bundle.metadata["id_column"], "model")})
@@ -98,11 +103,27 @@ def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None =
     return make_plan(p.facts, preds, rules=load_rules(rules), genotypes=g, options=options, provenance=provenance)
 
 
+def plan(patient: Path | str, *, bundle: Path | str | None = None, rules: Path | str | None = None,
+         genotypes: Path | str | None = None, model: str | None = None, effects: Path | str | None = None,
+         effects_id: str | None = None) -> dict:
+    """A treatment plan for one patient file: predictions, guideline rules, PGx, doses, interactions, each
+    line with its reason. Without a bundle it uses the file's predictions (and never imports torch).
+
+    The public ``precimed.plan``; ``precimed plan`` and the service call :func:`plan_patient` beneath it.
+    """
+    return plan_patient(_path(bundle), Path(patient), rules=_path(rules), genotypes=_path(genotypes), model=model,
+                        effects=_path(effects), effects_id=effects_id)
+
+
+def _path(value: Path | str | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
 def write_plan(plan: dict, out_dir: Path, *, overwrite: bool = False) -> Path:
     """plan.json, plan.md, plan.html and careplan.fhir.json (a validated FHIR R4 CarePlan), written atomically."""
     with atomic_dir(Path(out_dir), overwrite=overwrite) as tmp:
-        (tmp / "plan.json").write_text(json.dumps(plan, indent=2, default=str))
+        (tmp / "plan.json").write_text(dumps(plan))
         (tmp / "plan.md").write_text(to_markdown(plan))
         (tmp / "plan.html").write_text(to_html(plan))
-        (tmp / "careplan.fhir.json").write_text(json.dumps(to_fhir_careplan(plan), indent=2, default=str))
+        (tmp / "careplan.fhir.json").write_text(dumps(to_fhir_careplan(plan)))
     return Path(out_dir)

@@ -11,6 +11,7 @@ import pandas as pd
 from precimed.config import RunConfig
 from precimed.evaluate.model_card import model_card
 from precimed.evaluate.report import write_report
+from precimed.train import catalogue
 
 
 def histories_of(model: Any) -> list[dict] | None:
@@ -21,6 +22,12 @@ def histories_of(model: Any) -> list[dict] | None:
     return [{"train_loss": h.train_loss, "val_loss": h.val_loss, "best_epoch": h.best_epoch} for h in hist]
 
 
+def _settings(cfg: RunConfig, name: str) -> dict:
+    """The settings section a model was built from (empty for models without one)."""
+    settings = catalogue.settings_for(cfg, name)
+    return settings.model_dump(mode="json") if settings is not None else {}
+
+
 def card_for(cfg: RunConfig, doc: dict, quality: dict, *, n_inputs: int, deep_model: str,
              subgroups: bool = False) -> str:
     """The Markdown model card of a run."""
@@ -28,7 +35,7 @@ def card_for(cfg: RunConfig, doc: dict, quality: dict, *, n_inputs: int, deep_mo
         **doc, "description": cfg.description, "features": [f.model_dump() for f in cfg.features],
         "quality": quality, "split": cfg.split.model_dump(), "outcome": cfg.task.model_dump(),
         "preprocess": cfg.preprocess.model_dump(), "training": cfg.training.model_dump(mode="json"),
-        "model_details": {deep_model: cfg.models.mlp.model_dump()}, "n_parameters": n_inputs,
+        "model_details": {deep_model: _settings(cfg, deep_model)}, "n_parameters": n_inputs,
         "deep_model": deep_model, "subgroups": subgroups,
     })
 

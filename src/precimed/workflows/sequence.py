@@ -12,8 +12,8 @@
 4. trains the configured sequence nets (GRU, LSTM, temporal CNN, Transformer) and the baselines on the
    same split: gradient boosting on the last observation of each variable (``gbm_last``), logistic /
    linear / Cox regression on summary statistics over the window (``cox_ph_summary``, ...);
-5. scores every model on the test patients with ``workflows.modeling.evaluate_models`` (bootstrap CIs)
-   and adds paired bootstrap differences of every sequence model against every baseline;
+5. scores every model on the test patients with ``evaluate.scoring.score_models`` (bootstrap CIs) with
+   paired bootstrap differences of every sequence model against every baseline (or ``models.compare``);
 6. writes ``bundle/`` (with ``sequence_preprocessor.json``), ``metrics.json`` and ``quality.json`` in one
    atomic rename.
 
@@ -23,8 +23,6 @@ landmark (or another prediction time); observations after the prediction time ar
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,34 +31,24 @@ import numpy as np
 import pandas as pd
 
 from precimed.atomic import atomic_dir
-from precimed.bundle import Bundle, load_bundle, save_bundle
+from precimed.bundle import Bundle, save_bundle
 from precimed.cohort import Cohort, build_cohort, harmonize, split_rows, type_features
-from precimed.config import RunConfig, SequenceModelConfig, SourceConfig
-from precimed.data import read_table
+from precimed.config import RunConfig, SourceConfig
 from precimed.data.longitudinal import harmonize_units, read_observations, wide_to_long
 from precimed.errors import ConfigError, DataError, SchemaError
+from precimed.evaluate.scoring import score_models
+from precimed.jsonio import write_json
 from precimed.preprocess import TabularPreprocessor, quality_report
 from precimed.preprocess.temporal import SequencePreprocessor, landmark_samples
 from precimed.schema import as_numeric, examples, require_columns
-from precimed.train.sequence import SequenceRiskModel, pack_static
-from precimed.workflows.modeling import (
-    BASELINE_BUILDERS,
-    DEEP_MODEL,
-    RunResult,
-    evaluate_models,
-    load_source,
-    score_models,
-    write_table,
-)
+from precimed.train import catalogue
+from precimed.train.sequence import pack_static
+from precimed.workflows._run import Echo, RunResult, check_out_dir, load_source, metrics_doc, quiet, scoring_settings
 from precimed.workflows.reporting import card_for, write_run_report
 
-Echo = Callable[[str], None]
-#: the input view each baseline is trained on (sequence nets use "sequence")
-BASELINE_VIEWS = {"gbm": "last", "logistic": "summary", "linear": "summary", "cox_ph": "summary"}
-
-
-def _quiet(_: str) -> None:
-    return None
+#: the tabular view each baseline reads in a sequence run (sequence nets read "sequence"): boosting gets the
+#: last observation of each variable, regressions summary statistics over the window (the default)
+BASELINE_VIEWS = {"gbm": "last"}
 
 
 @dataclass
@@ -133,7 +121,7 @@ def _tables(frame: pd.DataFrame, cfg: RunConfig, id_name: str, *, where: str, ou
     return patients, obs
 
 
-def landmark_data(source: SourceConfig, cfg: RunConfig, *, echo: Echo = _quiet) -> LandmarkData:
+def landmark_data(source: SourceConfig, cfg: RunConfig, *, echo: Echo = quiet) -> LandmarkData:
     """Load a source and apply the landmark design (see the module docstring)."""
     seq, task = cfg.sequence, cfg.task
     if seq is None:
@@ -203,17 +191,10 @@ def _subset(data: LandmarkData, rows: np.ndarray, name: str) -> LandmarkData:
 
 
 # ----- models -----------------------------------------------------------------------------------------
-def build_sequence_model(cfg: RunConfig, kind: str, *, n_static: int, mask_channels: tuple[int, int] | None,
-                         progress: bool) -> SequenceRiskModel:
-    m, t = cfg.models.sequence or SequenceModelConfig(), cfg.training
-    return SequenceRiskModel(
-        task=cfg.task.kind, kind=kind, hidden=m.hidden, layers=m.layers, dropout=m.dropout,
-        kernel_size=m.kernel_size, heads=m.heads, head_hidden=m.head_hidden, n_static=n_static,
-        mask_channels=mask_channels, optimizer=t.optimizer, lr=t.lr, momentum=t.momentum,
-        weight_decay=t.weight_decay, batch_size=t.batch_size, max_epochs=t.max_epochs, patience=t.patience,
-        lr_schedule=t.lr_schedule, val_fraction=t.val_fraction,
-        class_weight=None if t.class_weight == "none" else t.class_weight, ensemble=m.ensemble,
-        random_state=cfg.seed, progress=progress and t.progress)
+def _cnn_reach(cfg: RunConfig) -> tuple[int, int]:
+    """Kernel size and layers of the sequence nets (for the CNN's receptive field note)."""
+    m = catalogue.settings_for(cfg, "cnn")
+    return m.kernel_size, m.layers
 
 
 def sequence_preprocessor(cfg: RunConfig) -> SequencePreprocessor:
@@ -224,33 +205,14 @@ def sequence_preprocessor(cfg: RunConfig) -> SequencePreprocessor:
 
 
 def model_inputs(static_pre: TabularPreprocessor, seq_pre: SequencePreprocessor, X: pd.DataFrame,
-                 obs: pd.DataFrame, samples: pd.Series) -> dict[str, np.ndarray]:
+                 obs: pd.DataFrame, samples: pd.Series, *, out_of_range: str | None = None) -> dict[str, np.ndarray]:
     """Every view of the same samples: packed sequences, last observations, summary statistics."""
-    static = static_pre.transform(X)
+    static = static_pre.transform(X, out_of_range=out_of_range)
     return {
         "sequence": pack_static(seq_pre.transform(obs, samples), static),
         "last": np.hstack([static, seq_pre.summary(obs, samples, "last")]),
         "summary": np.hstack([static, seq_pre.summary(obs, samples, "summary")]),
     }
-
-
-def paired_differences(models: dict[str, Any], baselines: list[str], inputs: dict[str, np.ndarray], y: np.ndarray,
-                       cfg: RunConfig, echo: Echo = _quiet) -> dict[str, dict]:
-    """Paired bootstrap CIs of (sequence model - baseline) for every pair.
-
-    Computed by ``evaluate_models`` itself, one sequence model at a time in the role of its deep model, so
-    the resampling is exactly that of the per-model CIs (and follows any change made there).
-    """
-    out = {}
-    for name, model in models.items():
-        if name in baselines:
-            continue
-        echo(f"comparing {name} with {', '.join(baselines)} (paired bootstrap)")
-        group = {DEEP_MODEL: model, **{b: models[b] for b in baselines}}
-        _, comparisons = evaluate_models(group, inputs, y, cfg)  # type: ignore[arg-type]
-        for base in baselines:
-            out[f"{name} - {base}"] = comparisons[f"{DEEP_MODEL} - {base}"]
-    return out
 
 
 def _observation_quality(obs: pd.DataFrame, data: LandmarkData, seq_pre: SequencePreprocessor) -> dict:
@@ -269,14 +231,13 @@ def _observation_quality(obs: pd.DataFrame, data: LandmarkData, seq_pre: Sequenc
 
 # ----- recipes ----------------------------------------------------------------------------------------
 def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool = False, progress: bool = True,
-                               echo: Echo = _quiet) -> RunResult:
+                               echo: Echo = quiet) -> RunResult:
     """Landmark design: train sequence nets and baselines on one patient split, validate, write the run folder."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise ConfigError(f"{out_dir} already exists; choose another --out or pass --overwrite")
     seq, task = cfg.sequence, cfg.task
     if seq is None:
         raise ConfigError("this config has no 'sequence' section; use workflows.train_from_config")
+    plan = catalogue.plan_models(cfg)
+    out_dir = check_out_dir(out_dir, overwrite)
     echo(f"loading {cfg.data.train.label}")
     data = landmark_data(cfg.data.train, cfg, echo=echo)
     if cfg.split.kind == "external":
@@ -296,46 +257,43 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
     inputs_train = model_inputs(static_pre, seq_pre, train.cohort.X, train.observations, train.samples)
     inputs_test = model_inputs(static_pre, seq_pre, test.cohort.X, test.observations, test.samples)
     n_static = len(static_pre.get_feature_names_out())
-    mcfg = cfg.models.sequence or SequenceModelConfig()
     models: dict[str, Any] = {}
     views: dict[str, str] = {}
     shape = inputs_train["sequence"].shape
-    seen = 1 + 2 * (mcfg.kernel_size - 1) * (2**mcfg.layers - 1)
-    if "cnn" in mcfg.kinds and seen < seq.bins:
+    kernel_size, layers = _cnn_reach(cfg)
+    seen = 1 + 2 * (kernel_size - 1) * (2**layers - 1)
+    if "cnn" in plan.deep and seen < seq.bins:
         data.notes.append(f"the cnn's last step sees {seen} of the {seq.bins} bins; raise models.sequence.layers "
                           "or kernel_size to cover the window")
         echo(data.notes[-1])
-    for kind in mcfg.kinds:
-        echo(f"training {kind} on {shape[0]} patients, {shape[1]} steps x {shape[2]} channels")
-        models[kind] = build_sequence_model(cfg, kind, n_static=n_static, mask_channels=seq_pre.mask_channels_,
-                                            progress=progress).fit(inputs_train["sequence"], train.cohort.y)
-        views[kind] = "sequence"
-    baselines = []
-    for name in cfg.baselines:
-        view = BASELINE_VIEWS[name]
+    names: dict[str, str] = {}  # catalogue name → label in the run (baselines carry their view)
+    for name in plan.names:
+        if catalogue.spec(name).view == "sequence":
+            echo(f"training {name} on {shape[0]} patients, {shape[1]} steps x {shape[2]} channels")
+            models[name] = catalogue.build(cfg, name, progress=progress, n_static=n_static,
+                                           mask_channels=seq_pre.mask_channels_).fit(inputs_train["sequence"],
+                                                                                     train.cohort.y)
+            views[name], names[name] = "sequence", name
+            continue
+        view = BASELINE_VIEWS.get(name, "summary")
         label = f"{name}_{view}"
         echo(f"training baseline {label} on {inputs_train[view].shape[1]} features")
-        models[label] = BASELINE_BUILDERS[name](cfg).fit(inputs_train[view], train.cohort.y)
-        views[label] = view
-        baselines.append(label)
+        models[label] = catalogue.build(cfg, name).fit(inputs_train[view], train.cohort.y)
+        views[label], names[name] = view, label
+    baselines = [names[b] for b in plan.baselines]
+    pairs = [(names[a], names[b]) for a, b in plan.comparisons]
     scored = {name: OnView(model, views[name]) for name, model in models.items()}
-    ev = score_models(scored, inputs_test, test.cohort.y, cfg, echo)  # type: ignore[arg-type]
+    ev = score_models(scored, inputs_test, test.cohort.y, comparisons=pairs, echo=echo,  # type: ignore[arg-type]
+                      **scoring_settings(cfg))
     results = ev.results
-    comparisons = paired_differences(scored, baselines, inputs_test, test.cohort.y, cfg, echo)  # type: ignore[arg-type]
+    primary = names[plan.primary]
     design = {"landmark": seq.landmark, "time_unit": task.time_unit, "bins": seq.bins, "step": seq.step,
               "window": seq_pre.window, "max_carry": seq.max_carry, "aggregate": seq.aggregate,
               "variables": [v.name for v in seq.variables], "inputs": views, "notes": data.notes}
-    doc = {
-        "task": task.kind,
-        "run": cfg.name,
-        "data": {"train": train.cohort.describe(task), "test": test.cohort.describe(task)},
-        "bootstrap": {"replicates": cfg.evaluation.bootstrap, "level": cfg.evaluation.level, "seed": cfg.seed},
-        **({"horizons": task.horizons, "time_unit": task.time_unit} if task.kind == "survival" else {}),
-        **({"threshold": cfg.evaluation.threshold} if task.kind == "binary" else {}),
-        "sequence": design,
-        "models": results,
-        "comparisons": comparisons,
-    }
+    doc = metrics_doc(cfg, train.cohort.describe(task), test.cohort.describe(task), results, ev.comparisons,
+                      primary=primary)
+    doc = {k: doc[k] for k in list(doc)[:-2]} | {"sequence": design, "models": results,
+                                                  "comparisons": ev.comparisons}
     quality = {
         "train": quality_report(train.cohort.frame, features, source=train.cohort.name, id_name=train.cohort.id_name),
         "test": quality_report(test.cohort.frame, features, source=test.cohort.name, id_name=test.cohort.id_name),
@@ -346,11 +304,14 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_bundle(tmp / "bundle", config=cfg, preprocessor=static_pre, models=models,
                     sequence_preprocessor=seq_pre, metadata={
+                        "primary_model": primary,
+                        "comparisons": list(ev.comparisons),
                         "id_column": train.cohort.id_name,
                         "classes": None,
                         "feature_names_out": static_pre.get_feature_names_out().tolist(),
                         "sequence": {"channels": seq_pre.channel_names_, "inputs": views,
-                                     "models": list(mcfg.kinds), "baselines": baselines,
+                                     "models": [n for n in plan.names if n in plan.deep],
+                                     "baselines": baselines,
                                      "last_features": seq_pre.summary_names("last"),
                                      "summary_features": seq_pre.summary_names("summary")},
                         "training_data": train.cohort.describe(task),
@@ -360,23 +321,15 @@ def train_sequence_from_config(cfg: RunConfig, out_dir: Path, *, overwrite: bool
                         "intended_use": cfg.description or f"{task.kind} model at a landmark, trained on "
                                                            f"{train.cohort.name}",
                     })
-        (tmp / "metrics.json").write_text(json.dumps(doc, indent=2, default=_json_default))
-        (tmp / "quality.json").write_text(json.dumps(quality, indent=2, default=_json_default))
+        write_json(tmp / "metrics.json", doc)
+        write_json(tmp / "quality.json", quality)
         echo("writing report.html and model_card.md")
-        card = card_for(cfg, doc, quality, n_inputs=int(np.prod(shape[1:])) + n_static, deep_model=mcfg.kinds[0])
+        card = card_for(cfg, doc, quality, n_inputs=int(np.prod(shape[1:])) + n_static, deep_model=primary)
         (tmp / "model_card.md").write_text(card)
         write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality=quality, train_X=train.cohort.X,
                          train_y=train.cohort.y, test_X=test.cohort.X, test_y=test.cohort.y, outputs=ev.outputs,
                          grid=ev.grid, models=models, card=card, classes=None)
     return RunResult(out_dir, doc, out_dir / "bundle", models, static_pre)
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = None,
@@ -396,10 +349,7 @@ def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | 
     cfg = bundle.config
     seq = cfg.sequence
     assert seq is not None
-    names = bundle.metadata["sequence"]["models"]
-    model = model or names[0]
-    if model not in bundle.models:
-        raise ConfigError(f"model {model!r} is not in the bundle; it holds {sorted(bundle.models)}")
+    model = bundle.model_named(model)
     if frame.empty:
         raise DataError(f"{where}: the data has no rows")
     id_name = bundle.metadata["id_column"]
@@ -410,10 +360,9 @@ def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | 
     X = type_features(patients, bundle.features, where=where)
     when = seq.landmark if at is None else float(at)
     samples = landmark_samples(X.index, when)
-    pre = bundle.preprocessor
-    pre.out_of_range = "missing" if allow_out_of_range else "error"
     view = bundle.metadata["sequence"]["inputs"][model]
-    inputs = model_inputs(pre, bundle.sequence_preprocessor, X, obs, samples)
+    inputs = model_inputs(bundle.preprocessor, bundle.sequence_preprocessor, X, obs, samples,
+                          out_of_range="missing" if allow_out_of_range else "error")
     est = OnView(bundle.models[model], view)
     task = cfg.task
     out = pd.DataFrame({id_name: X.index.to_numpy(), "model": model, "prediction_time": when})
@@ -426,20 +375,4 @@ def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | 
         surv = est.predict_survival(inputs, np.asarray(task.horizons))
         for j, h in enumerate(task.horizons):
             out[f"event_probability_{h:g}{task.time_unit}_after"] = 1.0 - surv[:, j]
-    return out
-
-
-def predict_sequence_file(bundle_dir: Path, input_path: Path, output_path: Path, *, model: str | None = None,
-                          at: float | None = None, observations_path: Path | None = None,
-                          allow_out_of_range: bool = False) -> pd.DataFrame:
-    """``precimed predict`` for a sequence bundle: read the visits (and observations), score, write."""
-    bundle = load_bundle(bundle_dir)
-    suffix = Path(output_path).suffix.lower()
-    if suffix not in (".csv", ".parquet", ".json", ".jsonl"):
-        raise ConfigError(f"{output_path}: unknown output format {suffix!r}; use .csv, .parquet, .json or .jsonl")
-    frame = read_table(input_path)
-    obs = read_observations(observations_path) if observations_path is not None else None
-    out = predict_sequence_frame(bundle, frame, model=model, at=at, observations=obs,
-                                 allow_out_of_range=allow_out_of_range, where=str(input_path))
-    write_table(out, Path(output_path))
     return out

@@ -15,15 +15,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from precimed import workflows
 from precimed.errors import DataError, PrecimedError, RuleError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
+from precimed.service.container import Container
 from precimed.service.db import PlanRow, to_json, utcnow
-from precimed.service.routes.common import ApiError, new_id
-from precimed.service.routes.deps import ServiceDep, require
+from precimed.service.registry import VersionInfo
+from precimed.service.routes.common import ERRORS, ApiError, new_id
+from precimed.service.routes.deps import ContainerDep, require
 from precimed.service.routes.fhir import load_mapping, map_bundle, predict_mapped
-from precimed.service.routes.plans import planner, summary
+from precimed.service.routes.plans import summary
+from precimed.service.schemas import CdsCards, CdsDiscovery
+from precimed.workflows.patients import PlanningUnavailable, outputs, plan_for
 
 router = APIRouter(tags=["cds-hooks"])
 PREFIX = "precimed-"
@@ -39,11 +42,11 @@ class CdsRequest(BaseModel):
     prefetch: dict[str, Any] | None = None
 
 
-def _services(svc: Any) -> list[tuple[str, Any]]:
+def _services(container: Container) -> list[tuple[str, VersionInfo]]:
     out = []
-    for name in svc.registry.names():
+    for name in container.registry.names():
         try:
-            info = svc.registry.resolve(name)
+            info = container.registry.resolve(name)
         except PrecimedError:
             continue
         if info.has_fhir_mapping:
@@ -51,14 +54,14 @@ def _services(svc: Any) -> list[tuple[str, Any]]:
     return out
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery (no token)")
-def discovery(svc: ServiceDep) -> dict[str, Any]:
+@router.get("/cds-services", summary="CDS Hooks discovery (no token)", response_model=CdsDiscovery)
+def discovery(container: ContainerDep) -> dict[str, Any]:
     return {"services": [{
         "hook": HOOK, "id": f"{PREFIX}{name}", "title": f"precimed {name} risk",
         "description": f"Risk from the production version of {name} (v{info.version}) and the treatment-plan summary.",
         "prefetch": {"patient": "Patient/{{context.patientId}}",
                      "observations": "Observation?patient={{context.patientId}}&category=laboratory,vital-signs"},
-    } for name, info in _services(svc)]}
+    } for name, info in _services(container)]}
 
 
 def _risk_line(row: dict[str, Any], task: str) -> tuple[str, list[str]]:
@@ -77,13 +80,14 @@ def _risk_line(row: dict[str, Any], task: str) -> tuple[str, list[str]]:
     return "no score", lines
 
 
-@router.post("/cds-services/{service_id}", summary="CDS Hooks patient-view: risk and plan cards (clinician)")
-def patient_view(service_id: str, request: CdsRequest, svc: ServiceDep,
+@router.post("/cds-services/{service_id}", summary="CDS Hooks patient-view: risk and plan cards (clinician)",
+             response_model=CdsCards, responses=ERRORS)
+def patient_view(service_id: str, request: CdsRequest, container: ContainerDep,
                  principal: Annotated[Principal, Depends(require("predict"))]) -> dict[str, Any]:
     if not service_id.startswith(PREFIX):
         raise ApiError(404, f"no CDS service {service_id!r}; see GET /cds-services", field="service_id")
     name = service_id.removeprefix(PREFIX)
-    info = svc.registry.resolve(name)
+    info = container.registry.resolve(name)
     if request.hook != HOOK:
         raise ApiError(422, f"service {service_id} answers the {HOOK!r} hook, not {request.hook!r}", field="hook")
     prefetch = request.prefetch or {}
@@ -99,11 +103,10 @@ def patient_view(service_id: str, request: CdsRequest, svc: ServiceDep,
         raise ApiError(422, "prefetch.observations must be a FHIR Bundle", field="prefetch.observations")
     bundle = {"resourceType": "Bundle", "type": "collection",
               "entry": [{"resource": patient}, *observations.get("entry", [])]}
-    mapping = load_mapping(svc, info)
+    mapping = load_mapping(container, info)
     input_digest = digest(bundle)
     mapped = map_bundle(bundle, mapping, as_of=datetime.now(UTC).date())
-    result = predict_mapped(svc, principal, info, mapped, model=workflows.DEEP_MODEL, kind="cds",
-                            input_digest=input_digest)
+    result = predict_mapped(container, principal, info, mapped, model=None, kind="cds", input_digest=input_digest)
     row = result["predictions"][0]
     headline, lines = _risk_line(row, info.task)
     missing = row.get("missing") or []
@@ -114,33 +117,31 @@ def patient_view(service_id: str, request: CdsRequest, svc: ServiceDep,
     source = {"label": f"precimed {info.name} v{info.version}"}
     cards = [{"uuid": str(uuid.uuid4()), "summary": f"{info.name}: {headline}"[:140], "indicator": "info",
               "detail": "\n".join(detail), "source": source}]
-    cards.append(_plan_card(svc, principal, info, mapped.facts, row, source))
+    cards.append(_plan_card(container, principal, info, mapped.facts, row, source))
     return {"cards": cards}
 
 
-def _plan_card(svc: Any, principal: Principal, info: Any, facts: dict[str, Any], row: dict[str, Any],
-               source: dict[str, Any]) -> dict[str, Any]:
+def _plan_card(container: Container, principal: Principal, info: VersionInfo, facts: dict[str, Any],
+               row: dict[str, Any], source: dict[str, Any]) -> dict[str, Any]:
     try:
-        p = planner(svc)
-    except ApiError as exc:
+        planner = container.planner()
+    except PlanningUnavailable as exc:
         return {"uuid": str(uuid.uuid4()), "summary": "Treatment plan not available", "indicator": "info",
-                "detail": exc.message, "source": source}
-    predictions = {k: {"value": v, "model": f"{info.name} v{info.version}"} for k, v in row.items()
-                   if k not in ("index", "patient_id", "missing") and isinstance(v, int | float)
-                   and not isinstance(v, bool)}
+                "detail": str(exc), "source": source}
+    predictions = {k: {"value": v, "model": f"{info.name} v{info.version}"} for k, v in outputs(row).items()}
     input_digest = digest({"facts": facts, "predictions": predictions})
     try:
-        plan = p.make_plan(facts, predictions, rules=p.rules, provenance={
+        plan = plan_for({"facts": facts, "predictions": predictions}, planner=planner, provenance={
             "service": "precimed", "bundle": {"model": info.name, "version": info.version, "ref": info.bundle_ref}})
     except (DataError, RuleError) as exc:
         return {"uuid": str(uuid.uuid4()), "summary": "Treatment plan could not be made", "indicator": "warning",
                 "detail": str(exc), "source": source}
     plan_id = new_id()
     plan_json = to_json(plan)
-    svc.commit(principal, "cds_plan", model=info.name, version=info.version, input_digest=input_digest,
-               detail={"plan_id": plan_id},
-               rows=(PlanRow(id=plan_id, created_at=utcnow(), actor=principal.token_id, model=info.name,
-                             version=info.version, input_digest=input_digest, plan=plan_json),))
+    container.commit(principal, "cds_plan", model=info.name, version=info.version, input_digest=input_digest,
+                     detail={"plan_id": plan_id},
+                     rows=(PlanRow(id=plan_id, created_at=utcnow(), actor=principal.token_id, model=info.name,
+                                   version=info.version, input_digest=input_digest, plan=plan_json),))
     s = summary(json.loads(plan_json))
     text = (f"Plan: {s['active']} active recommendation(s)" if s["active"]
             else "Plan: no active recommendation from the available facts")

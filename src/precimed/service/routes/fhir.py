@@ -19,7 +19,6 @@ never zero. Observations marked entered-in-error or cancelled are ignored.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -29,15 +28,18 @@ import yaml
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from precimed import workflows
+from precimed import jsonio
 from precimed.config import FeatureConfig
 from precimed.errors import ConfigError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
+from precimed.service.container import Container
 from precimed.service.db import PredictionRow, to_json, utcnow
 from precimed.service.registry import VersionInfo
-from precimed.service.routes.common import ApiError, PatientsInvalid, invalid_error, new_id, score
-from precimed.service.routes.deps import ServiceDep, require
+from precimed.service.routes.common import ERRORS, ApiError, invalid_error, new_id
+from precimed.service.routes.deps import ContainerDep, require
+from precimed.service.schemas import FhirPredictionOut
+from precimed.workflows.patients import PatientsInvalid, score
 
 router = APIRouter(tags=["fhir"])
 LOINC = "http://loinc.org"
@@ -255,62 +257,67 @@ def map_bundle(bundle: Any, mapping: FhirMapping, *, as_of: date) -> Mapped:
     return out
 
 
-def load_mapping(svc: Any, info: VersionInfo) -> FhirMapping:
-    data = svc.registry.fhir_mapping(info)
+def load_mapping(container: Container, info: VersionInfo) -> FhirMapping:
+    data = container.registry.fhir_mapping(info)
     if data is None:
         raise ApiError(422, f"{info.name} v{info.version} has no FHIR mapping; register one with "
                        f"`precimed registry add --fhir-mapping FILE` or PUT /v1/models/{info.name}/versions/"
                        f"{info.version}/fhir-mapping", field="name")
-    key = f"fhir:{info.name}:{info.version}:{digest(data)}"
-    if key not in svc.cache:
-        svc.cache[key] = parse_mapping(data, svc.registry.load(info).bundle.features)
-    return svc.cache[key]
+    key = f"{info.name}:{info.version}:{digest(data)}"
+    found = container.fhir_mappings.get(key)
+    if found is None:
+        found = container.fhir_mappings[key] = parse_mapping(data, container.registry.load(info).bundle.features)
+    return found
 
 
-def predict_mapped(svc: Any, principal: Principal, info: VersionInfo, mapped: Mapped, *, model: str, kind: str,
-                   input_digest: str) -> dict[str, Any]:
+def predict_mapped(container: Container, principal: Principal, info: VersionInfo, mapped: Mapped, *,
+                   model: str | None, kind: str, input_digest: str) -> dict[str, Any]:
     """Score one mapped patient, store the prediction and audit it; 422 names the bad field."""
-    loaded = svc.registry.load(info)
+    bundle = container.registry.load(info).bundle
     patient = {"patient_id": mapped.patient_id, **mapped.features}
     try:
-        scored = score(loaded, [patient], model=model)
+        scored = score(bundle, [patient], model=model)
     except PatientsInvalid as exc:
         err = invalid_error(exc, [mapped.patient_id])
-        svc.commit(principal, kind, model=info.name, version=info.version, input_digest=input_digest,
-                   outcome="rejected", status=422, detail={"fields": [e["field"] for e in err.extra["errors"]]})
+        container.commit(principal, kind, model=info.name, version=info.version, input_digest=input_digest,
+                         outcome="rejected", status=422, detail={"fields": [p.field for p in exc.problems]})
         raise err from None
     pred_id = new_id()
     row = scored.rows[0]
     result = {"id": pred_id, "model": info.name, "version": info.version, "bundle": info.bundle_ref,
-              "submodel": model, "predictions": [row], "sources": mapped.sources, "warnings": mapped.warnings}
-    svc.commit(principal, kind, model=info.name, version=info.version, input_digest=input_digest,
-               detail={"prediction_id": pred_id, "patients": 1},
-               rows=(PredictionRow(id=pred_id, created_at=utcnow(), actor=principal.token_id, kind=kind,
-                                   model=info.name, version=info.version, bundle_ref=info.bundle_ref,
-                                   input_digest=input_digest, result=to_json(result)),))
-    svc.metrics.predictions.labels(info.name, str(info.version), kind).inc()
+              "submodel": scored.model, "predictions": [row], "sources": mapped.sources, "warnings": mapped.warnings}
+    container.commit(principal, kind, model=info.name, version=info.version, input_digest=input_digest,
+                     detail={"prediction_id": pred_id, "patients": 1},
+                     rows=(PredictionRow(id=pred_id, created_at=utcnow(), actor=principal.token_id, kind=kind,
+                                         model=info.name, version=info.version, bundle_ref=info.bundle_ref,
+                                         input_digest=input_digest, result=to_json(result)),))
+    container.metrics.predictions.labels(info.name, str(info.version), kind).inc()
     return result
 
 
-@router.post("/v1/fhir/{name}/predict", summary="predict from a FHIR R4 Bundle (clinician)")
-def fhir_predict(name: str, svc: ServiceDep, principal: Annotated[Principal, Depends(require("predict"))],
+@router.post("/v1/fhir/{name}/predict", summary="predict from a FHIR R4 Bundle (clinician)", responses=ERRORS,
+             response_model=FhirPredictionOut)
+def fhir_predict(name: str, container: ContainerDep, principal: Annotated[Principal, Depends(require("predict"))],
                  bundle: Annotated[dict[str, Any], Body(description="a FHIR R4 Bundle: one Patient and their "
                                                                     "Observations")],
                  version: Annotated[int | None, Query(ge=1, description="pin a version")] = None,
-                 model: Annotated[str, Query(max_length=64)] = workflows.DEEP_MODEL,
+                 model: Annotated[str | None, Query(max_length=64, description="which model of the bundle "
+                                                    "(default: its primary model)")] = None,
                  as_of: Annotated[date | None, Query(description="date for age (default today, UTC)")] = None,
                  ) -> dict[str, Any]:
-    info = svc.registry.resolve(name, version)
-    mapping = load_mapping(svc, info)
+    info = container.registry.resolve(name, version)
+    mapping = load_mapping(container, info)
     input_digest = digest(bundle)
     try:
         mapped = map_bundle(bundle, mapping, as_of=as_of or datetime.now(UTC).date())
     except ApiError as err:
-        svc.commit(principal, "fhir_predict", model=info.name, version=info.version, input_digest=input_digest,
-                   outcome="rejected", status=err.status, detail={"field": err.field})
+        container.commit(principal, "fhir_predict", model=info.name, version=info.version,
+                         input_digest=input_digest, outcome="rejected", status=err.status, detail={"field": err.field})
         raise
-    return predict_mapped(svc, principal, info, mapped, model=model, kind="fhir_predict", input_digest=input_digest)
+    return predict_mapped(container, principal, info, mapped, model=model, kind="fhir_predict",
+                          input_digest=input_digest)
 
 
 def mapping_bytes(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, indent=1).encode()
+    """The mapping as stored: JSON (which is YAML), sorted keys, one space of indent."""
+    return jsonio.dumps(body, indent=1, sort_keys=True).encode()

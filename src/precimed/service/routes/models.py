@@ -13,13 +13,16 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from precimed import workflows
+from precimed import jsonio, workflows
+from precimed.config import FeatureConfig
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
+from precimed.service.container import Container
 from precimed.service.registry import STAGES, VersionInfo
-from precimed.service.routes.common import ApiError, feature_schema, plain
-from precimed.service.routes.deps import ServiceDep, require
+from precimed.service.routes.common import ApiError, feature_schema
+from precimed.service.routes.deps import ContainerDep, require
 from precimed.service.routes.fhir import mapping_bytes, parse_mapping
+from precimed.service.schemas import EvaluationOut, ModelDetail, ModelList, ModelListing, ServingInfo, VersionOut
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 MAX_MEMBERS = 10_000
@@ -43,35 +46,38 @@ class EvaluateIn(BaseModel):
     version: int | None = Field(default=None, ge=1)
 
 
-def _features(svc: Any, info: VersionInfo) -> list[dict[str, Any]]:
-    key = f"features:{info.metadata_sha256}"
-    if key not in svc.cache:
-        meta = svc.registry.metadata(info)
-        from precimed.config import FeatureConfig
-
-        svc.cache[key] = {"features": feature_schema([FeatureConfig.model_validate(f)
-                                                      for f in meta["config"]["features"]]),
-                          "models": sorted(meta.get("models", {})), "id_column": meta.get("id_column"),
-                          "horizons": meta["config"]["task"].get("horizons") or None,
-                          "intended_use": meta.get("intended_use")}
-    return svc.cache[key]
-
-
-@router.get("", summary="registered models, versions and stages (any role)")
-def list_models(svc: ServiceDep, _: Annotated[Principal, Depends(require("models:read"))]) -> dict[str, Any]:
-    out = svc.registry.list()
-    for m in out:
-        if m["production"] is not None:
-            m["serving"] = _features(svc, svc.registry.info(m["name"], m["production"]))
-    return {"models": out}
+def serving_info(container: Container, info: VersionInfo) -> ServingInfo:
+    """A version's features, models, id column and horizons, read from its metadata (cached by its hash)."""
+    key = info.metadata_sha256
+    found = container.serving.get(key)
+    if found is None:
+        meta = container.registry.metadata(info)
+        found = container.serving[key] = ServingInfo.model_validate({
+            "features": feature_schema([FeatureConfig.model_validate(f) for f in meta["config"]["features"]]),
+            "models": sorted(meta.get("models", {})), "id_column": meta.get("id_column"),
+            "horizons": meta["config"]["task"].get("horizons") or None, "intended_use": meta.get("intended_use")})
+    return found
 
 
-@router.get("/{name}", summary="one model: versions, stages and the production version's features (any role)")
-def get_model(name: str, svc: ServiceDep, _: Annotated[Principal, Depends(require("models:read"))],
-              version: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
-    info = svc.registry.resolve(name, version)
-    listing = next(m for m in svc.registry.list() if m["name"] == name)
-    return {**listing, "resolved": info.to_dict(), **_features(svc, info)}
+@router.get("", summary="registered models, versions and stages (any role)", response_model=ModelList)
+def list_models(container: ContainerDep, _: Annotated[Principal, Depends(require("models:read"))]) -> ModelList:
+    out = []
+    for m in container.registry.list():
+        listing = ModelListing.model_validate(m)
+        if listing.production is not None:
+            listing.serving = serving_info(container, container.registry.info(listing.name, listing.production))
+        out.append(listing)
+    return ModelList(models=out)
+
+
+@router.get("/{name}", summary="one model: versions, stages and the production version's features (any role)",
+            response_model=ModelDetail)
+def get_model(name: str, container: ContainerDep, _: Annotated[Principal, Depends(require("models:read"))],
+              version: Annotated[int | None, Query(ge=1)] = None) -> ModelDetail:
+    info = container.registry.resolve(name, version)
+    listing = next(m for m in container.registry.list() if m["name"] == name)
+    return ModelDetail.model_validate({**listing, "resolved": info.to_dict(),
+                                       **serving_info(container, info).model_dump()})
 
 
 def _extract(data: bytes, dest: Path, limit: int) -> Path:
@@ -96,66 +102,70 @@ def _extract(data: bytes, dest: Path, limit: int) -> Path:
 
 
 @router.post("", status_code=201, summary="register a bundle uploaded as a zip (data_scientist)",
-             openapi_extra={"requestBody": {"required": True, "content": {
+             response_model=VersionOut, openapi_extra={"requestBody": {"required": True, "content": {
                  "application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
-async def register(request: Request, svc: ServiceDep,
+async def register(request: Request, container: ContainerDep,
                    principal: Annotated[Principal, Depends(require("register"))],
                    name: Annotated[Name | None, Query(description="registry name (default: the bundle's)")] = None,
-                   ) -> dict[str, Any]:
+                   ) -> VersionOut:
     data = await request.body()
 
-    def work() -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(dir=svc.registry.root / ".incoming") as tmp:
-            folder = _extract(data, Path(tmp), svc.settings.max_upload_bytes * 4)
-            info = svc.registry.add(folder, name=name, actor=principal.token_id, role=principal.role)
-        svc.metrics.audit_rows.inc()
-        return info.to_dict()
+    def work() -> VersionOut:
+        with tempfile.TemporaryDirectory(dir=container.registry.root / ".incoming") as tmp:
+            folder = _extract(data, Path(tmp), container.settings.max_upload_bytes * 4)
+            info = container.registry.add(folder, name=name, actor=principal.token_id, role=principal.role)
+        container.metrics.audit_rows.inc()
+        return VersionOut.model_validate(info.to_dict())
 
-    (svc.registry.root / ".incoming").mkdir(exist_ok=True)
+    (container.registry.root / ".incoming").mkdir(exist_ok=True)
     return await run_in_threadpool(work)
 
 
-@router.put("/{name}/versions/{version}/fhir-mapping", summary="set a version's FHIR mapping (data_scientist)")
-def set_fhir_mapping(name: str, version: int, svc: ServiceDep,
+@router.put("/{name}/versions/{version}/fhir-mapping", summary="set a version's FHIR mapping (data_scientist)",
+            response_model=VersionOut)
+def set_fhir_mapping(name: str, version: int, container: ContainerDep,
                      principal: Annotated[Principal, Depends(require("register"))],
                      mapping: Annotated[dict[str, Any], Body(description="the mapping (see the FHIR route)")],
-                     ) -> dict[str, Any]:
-    info = svc.registry.info(name, version)
+                     ) -> VersionOut:
+    info = container.registry.info(name, version)
     data = mapping_bytes(mapping)
-    parse_mapping(data, svc.registry.load(info).bundle.features)  # ConfigError → 422 naming the problem
-    info = svc.registry.set_fhir_mapping(name, version, data, actor=principal.token_id, role=principal.role)
-    svc.metrics.audit_rows.inc()
-    return info.to_dict()
+    parse_mapping(data, container.registry.load(info).bundle.features)  # ConfigError → 422 naming the problem
+    info = container.registry.set_fhir_mapping(name, version, data, actor=principal.token_id, role=principal.role)
+    container.metrics.audit_rows.inc()
+    return VersionOut.model_validate(info.to_dict())
 
 
-@router.post("/{name}/promote", summary="put a version in staging or production (admin)")
-def promote(name: str, body: PromoteIn, svc: ServiceDep,
-            principal: Annotated[Principal, Depends(require("promote"))]) -> dict[str, Any]:
-    svc.registry.load(svc.registry.info(name, body.version))  # refuse to promote a bundle that fails its hashes
-    info = svc.registry.promote(name, body.version, body.stage, actor=principal.token_id, role=principal.role)
-    svc.metrics.audit_rows.inc()
-    return info.to_dict()
+@router.post("/{name}/promote", summary="put a version in staging or production (admin)", response_model=VersionOut)
+def promote(name: str, body: PromoteIn, container: ContainerDep,
+            principal: Annotated[Principal, Depends(require("promote"))]) -> VersionOut:
+    registry = container.registry
+    registry.load(registry.info(name, body.version))  # refuse to promote a bundle that fails its hashes
+    info = registry.promote(name, body.version, body.stage, actor=principal.token_id, role=principal.role)
+    container.metrics.audit_rows.inc()
+    return VersionOut.model_validate(info.to_dict())
 
 
-@router.post("/{name}/rollback", summary="return a stage to its previous version (admin)")
-def rollback(name: str, body: RollbackIn, svc: ServiceDep,
-             principal: Annotated[Principal, Depends(require("promote"))]) -> dict[str, Any]:
-    info = svc.registry.rollback(name, body.stage, actor=principal.token_id, role=principal.role)
-    svc.metrics.audit_rows.inc()
-    return info.to_dict()
+@router.post("/{name}/rollback", summary="return a stage to its previous version (admin)", response_model=VersionOut)
+def rollback(name: str, body: RollbackIn, container: ContainerDep,
+             principal: Annotated[Principal, Depends(require("promote"))]) -> VersionOut:
+    info = container.registry.rollback(name, body.stage, actor=principal.token_id, role=principal.role)
+    container.metrics.audit_rows.inc()
+    return VersionOut.model_validate(info.to_dict())
 
 
-@router.post("/{name}/evaluate", summary="validate a version on a built-in cohort (data_scientist; slow)")
-def evaluate(name: str, body: EvaluateIn, svc: ServiceDep,
-             principal: Annotated[Principal, Depends(require("evaluate"))]) -> dict[str, Any]:
-    info = svc.registry.resolve(name, body.version)
+@router.post("/{name}/evaluate", summary="validate a version on a built-in cohort (data_scientist; slow)",
+             response_model=EvaluationOut)
+def evaluate(name: str, body: EvaluateIn, container: ContainerDep,
+             principal: Annotated[Principal, Depends(require("evaluate"))]) -> EvaluationOut:
+    info = container.registry.resolve(name, body.version)
     if Path(body.dataset).exists():  # only built-in cohorts: never a file on the server
         raise ApiError(422, f"{body.dataset!r} must be a built-in cohort name", field="dataset")
     with tempfile.TemporaryDirectory() as tmp:
         result = workflows.evaluate_bundle(info.bundle_dir, body.dataset, Path(tmp) / "evaluation")
-    svc.commit(principal, "evaluate", model=info.name, version=info.version, input_digest=digest(body.dataset),
-               detail={"dataset": body.dataset})
-    return {"model": info.name, "version": info.version, "bundle": info.bundle_ref, "metrics": plain(result.metrics)}
+    container.commit(principal, "evaluate", model=info.name, version=info.version, input_digest=digest(body.dataset),
+                     detail={"dataset": body.dataset})
+    return EvaluationOut(model=info.name, version=info.version, bundle=info.bundle_ref,
+                         metrics=jsonio.plain(result.metrics))
 
 
 __all__ = ["STAGES", "router"]

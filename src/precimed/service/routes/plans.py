@@ -1,30 +1,32 @@
 """Treatment plans: a patient file (facts, genotypes, options, the model's input row) → the plan, stored by id.
 
-The planning code (`precimed.planning`) is looked up when a plan is first asked for; where it is not installed
-or not importable the route answers 501 and says so. Rules are the packaged rule sets (a client cannot point the
-server at files); genotypes are diplotype calls, not VCF paths.
+The plan is made by the workflows (`precimed.workflows.patients.plan_for`), which load the planning code when a
+plan is first asked for; where it is not installed or not importable the route answers 501 and says so. Rules
+are the packaged rule sets (a client cannot point the server at files); genotypes are diplotype calls, not VCF
+paths.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from precimed import workflows
 from precimed.errors import DataError, RuleError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
 from precimed.service.db import PlanRow, to_json, utcnow
-from precimed.service.routes.common import ApiError, PatientsInvalid, invalid_error, new_id, score
-from precimed.service.routes.deps import ServiceDep, require
+from precimed.service.registry import VersionInfo
+from precimed.service.routes.common import ERRORS, ApiError, invalid_error, new_id
+from precimed.service.routes.deps import ContainerDep, require
+from precimed.service.schemas import ErrorOut, PlanOut, StoredPlan
+from precimed.workflows.patients import PatientsInvalid, plan_for
 
 router = APIRouter(tags=["plans"])
-_lock = threading.Lock()
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    501: {"model": ErrorOut, "description": "planning is not available in this installation"}}
 
 
 class PlanIn(BaseModel):
@@ -41,90 +43,43 @@ class PlanIn(BaseModel):
     model_input: dict[str, Any] = Field(default_factory=dict, description="the bundle's input row for `model`")
     model: str | None = Field(default=None, max_length=128, description="registered model scoring model_input")
     version: int | None = Field(default=None, ge=1)
-    submodel: str = Field(default=workflows.DEEP_MODEL, max_length=64)
+    submodel: str | None = Field(default=None, max_length=64,
+                                 description="which model of the bundle (default: the bundle's primary model)")
 
 
-class Planner:
-    """make_plan and the packaged rule book, found once."""
-
-    def __init__(self, make_plan: Callable[..., dict[str, Any]], rules: Any) -> None:
-        self.make_plan = make_plan
-        self.rules = rules
-
-
-def planner(svc: Any) -> Planner:
-    """The planning functions, or 501 if the planning module is not available."""
-    found = svc.cache.get("planner")
-    if found is not None:
-        return found
-    with _lock:
-        try:
-            import precimed.planning as planning
-
-            make_plan = getattr(planning, "make_plan", None)
-            load_rules = getattr(planning, "load_rules", None)
-            if make_plan is None or load_rules is None:  # not re-exported (yet): the modules that define them
-                from precimed.planning.plan import make_plan
-                from precimed.planning.rules import load_rules
-            rules = load_rules()
-        except Exception as exc:  # missing, half-written or failing to load its rules: not this request's fault
-            raise ApiError(501, "treatment planning is not available in this installation "
-                           f"({type(exc).__name__} while loading precimed.planning)") from None
-        found = svc.cache["planner"] = Planner(make_plan, rules)
-        return found
-
-
-def plan_predictions(svc: Any, name: str, version: int | None, submodel: str, row: dict[str, Any],
-                     patient_id: Any) -> tuple[dict[str, Any], Any]:
-    """The model's outputs for one patient, named as the plan's rules expect (probability, event_probability_…)."""
-    info = svc.registry.resolve(name, version)
-    loaded = svc.registry.load(info)
-    try:
-        scored = score(loaded, [{"patient_id": patient_id, **row}], model=submodel)
-    except PatientsInvalid as exc:
-        err = invalid_error(exc, [patient_id])
-        err.field = f"model_input.{err.field}"
-        raise err from None
-    out = {k: v for k, v in scored.rows[0].items() if k not in ("index", "patient_id", "missing")
-           and isinstance(v, int | float) and not isinstance(v, bool)}
-    return {k: {"value": v, "model": f"{info.name} v{info.version}"} for k, v in out.items()}, info
-
-
-@router.post("/v1/plans", summary="a treatment plan for one patient (clinician)",
-             responses={501: {"description": "planning is not available in this installation"}})
-def make_plan(body: PlanIn, svc: ServiceDep, principal: Annotated[Principal, Depends(require("plan"))]
+@router.post("/v1/plans", summary="a treatment plan for one patient (clinician)", response_model=PlanOut,
+             response_model_exclude_unset=True, responses={**ERRORS, **UNAVAILABLE})
+def make_plan(body: PlanIn, container: ContainerDep, principal: Annotated[Principal, Depends(require("plan"))]
               ) -> dict[str, Any]:
-    p = planner(svc)
+    planner = container.planner()  # PlanningUnavailable → 501
     input_digest = digest(body.model_dump(mode="json"))
-    predictions = dict(body.predictions)
-    info = None
-    if body.model is not None:
-        if not body.model_input:
-            raise ApiError(422, "model is given but model_input is empty: send the bundle's input row",
-                           field="model_input")
-        computed, info = plan_predictions(svc, body.model, body.version, body.submodel, body.model_input,
-                                          body.patient_id)
-        predictions.update(computed)
-    facts = dict(body.facts)
-    if body.patient_id is not None:
-        facts.setdefault("patient_id", str(body.patient_id))
+    info: VersionInfo | None = None
     provenance: dict[str, Any] = {"service": "precimed"}
-    if info is not None:
+    bundle = None
+    if body.model is not None:
+        info = container.registry.resolve(body.model, body.version)
+        bundle = container.registry.load(info).bundle
         provenance["bundle"] = {"model": info.name, "version": info.version, "ref": info.bundle_ref}
+    version = info.version if info else None
     try:
-        plan = p.make_plan(facts, predictions, rules=p.rules, genotypes=body.genotypes or None,
-                           options=body.options or None, provenance=provenance)
+        plan = plan_for(body.model_dump(), planner=planner, bundle=bundle, model=body.submodel,
+                        source=f"{info.name} v{info.version}" if info else None, provenance=provenance)
+    except PatientsInvalid as exc:  # the model's input row: name the field within model_input
+        container.commit(principal, "plan", model=body.model, version=version, input_digest=input_digest,
+                         outcome="rejected", status=422, detail={"fields": [p.field for p in exc.problems][:20]})
+        raise invalid_error(exc, [body.patient_id], prefix="model_input.") from None
     except (DataError, RuleError) as exc:
-        svc.commit(principal, "plan", model=body.model, version=info.version if info else None,
-                   input_digest=input_digest, outcome="rejected", status=422,
-                   detail={"field": getattr(exc, "column", None)})
-        raise ApiError(422, str(exc), field=getattr(exc, "column", None)) from None
+        field = getattr(exc, "column", None)
+        container.commit(principal, "plan", model=body.model, version=version, input_digest=input_digest,
+                         outcome="rejected", status=422, detail={"field": field})
+        raise ApiError(422, str(exc), field=field) from None
     plan_id = new_id()
-    svc.commit(principal, "plan", model=body.model, version=info.version if info else None, input_digest=input_digest,
-               detail={"plan_id": plan_id, "recommendations": len(plan.get("recommendations", []))},
-               rows=(PlanRow(id=plan_id, created_at=utcnow(), actor=principal.token_id, model=body.model,
-                             version=info.version if info else None, input_digest=input_digest, plan=to_json(plan)),))
-    return {"id": plan_id, "plan": json.loads(to_json(plan))}
+    plan_json = to_json(plan)
+    container.commit(principal, "plan", model=body.model, version=version, input_digest=input_digest,
+                     detail={"plan_id": plan_id, "recommendations": len(plan.get("recommendations", []))},
+                     rows=(PlanRow(id=plan_id, created_at=utcnow(), actor=principal.token_id, model=body.model,
+                                   version=version, input_digest=input_digest, plan=plan_json),))
+    return {"id": plan_id, "plan": json.loads(plan_json)}
 
 
 def summary(plan: dict[str, Any], limit: int = 3) -> dict[str, Any]:
@@ -135,13 +90,14 @@ def summary(plan: dict[str, Any], limit: int = 3) -> dict[str, Any]:
             "not_evaluated": len(plan.get("not_evaluated", [])), "errors": [str(a.get("message", a)) for a in alerts]}
 
 
-@router.get("/v1/plans/{plan_id}", summary="a stored plan (clinician)")
-def get_plan(plan_id: Annotated[str, Path(max_length=64)], svc: ServiceDep,
+@router.get("/v1/plans/{plan_id}", summary="a stored plan (clinician)", response_model=StoredPlan,
+            response_model_exclude_unset=True, responses=ERRORS)
+def get_plan(plan_id: Annotated[str, Path(max_length=64)], container: ContainerDep,
              principal: Annotated[Principal, Depends(require("results:read"))]) -> dict[str, Any]:
-    with svc.db.session() as s:
+    with container.db.session() as s:
         row = s.get(PlanRow, plan_id)
         if row is None:
             raise ApiError(404, f"no plan {plan_id!r}", field="plan_id")
         plan, created, model, version = row.plan, row.created_at, row.model, row.version
-    svc.commit(principal, "read_plan", model=model, version=version, detail={"plan_id": plan_id})
+    container.commit(principal, "read_plan", model=model, version=version, detail={"plan_id": plan_id})
     return {"id": plan_id, "created_at": created, "plan": json.loads(plan)}

@@ -1,11 +1,10 @@
 """Vital-sign ingestion: observations → NEWS2 (and optionally a registered model's learned risk) → alert events.
 
-One monitor per (model, version) lives in the process and keeps each patient's episode state between requests
-(alert, escalation, clear with hysteresis). Records are processed in order; a bad record stops the request with
-422 naming the field and the record, and says how many records before it were ingested (and their alerts).
-
-Layer note: `Monitor` is imported from precimed.monitoring (layer 5) because precimed.workflows does not re-export
-it; once workflows offers it (e.g. `workflows.Monitor`), import it from there.
+The container's monitors (`precimed.workflows.patients.VitalsMonitors`) keep each patient's episode state between
+requests (alert, escalation, clear with hysteresis), per model, version and threshold, for at most
+`max_monitored_patients` patients (the least recently seen is forgotten first). Records are processed in order;
+a bad record stops the request with 422 naming the field and the record, and says how many records before it
+were ingested (and their alerts).
 """
 
 from __future__ import annotations
@@ -15,13 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from precimed import workflows
-from precimed.errors import DataError, PrecimedError
-from precimed.monitoring import Monitor  # layer 5: workflows does not re-export Monitor yet (see the module doc)
+from precimed import jsonio
+from precimed.errors import DataError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
-from precimed.service.routes.common import ApiError, Scalar, plain
-from precimed.service.routes.deps import ServiceDep, require
+from precimed.service.routes.common import ERRORS, ApiError, Scalar
+from precimed.service.routes.deps import ContainerDep, require
+from precimed.service.schemas import VitalsOut
 
 router = APIRouter(tags=["vitals"])
 
@@ -40,44 +39,34 @@ class VitalsIn(BaseModel):
     risk_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
-def _monitor(svc: Any, body: VitalsIn) -> tuple[Any, Any]:
-    info = svc.registry.resolve(body.model, body.version) if body.model else None
-    key = (info.name, info.version, body.risk_threshold) if info else None
-    monitor = svc.monitors.get(key)
-    if monitor is None:
-        risk_fn = None
-        if info is not None:
-            risk_fn = workflows.monitor.bundle_risk_fn(info.bundle_dir)
-        monitor = svc.monitors[key] = Monitor(risk_fn=risk_fn, risk_threshold=body.risk_threshold)
-    return monitor, info
-
-
-@router.post("/v1/vitals", summary="ingest vital-sign observations; NEWS2 and alert events (clinician)")
-def ingest(body: VitalsIn, svc: ServiceDep, principal: Annotated[Principal, Depends(require("vitals"))]
+@router.post("/v1/vitals", summary="ingest vital-sign observations; NEWS2 and alert events (clinician)",
+             response_model=VitalsOut, response_model_exclude_unset=True, responses=ERRORS)
+def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Principal, Depends(require("vitals"))]
            ) -> dict[str, Any]:
-    if len(body.observations) > svc.settings.max_observations:
-        raise ApiError(413, f"at most {svc.settings.max_observations} observations per request", field="observations")
+    if len(body.observations) > container.settings.max_observations:
+        raise ApiError(413, f"at most {container.settings.max_observations} observations per request",
+                       field="observations")
     input_digest = digest(body.model_dump(mode="json"))
-    events: list[dict[str, Any]] = []
-    scores: list[dict[str, Any]] = []
-    with svc.monitor_lock:
-        monitor, info = _monitor(svc, body)
-        for i, record in enumerate(body.observations):
-            try:
-                step = monitor.observe(record)
-            except DataError as exc:
-                svc.commit(principal, "vitals", model=info.name if info else None,
-                           version=info.version if info else None, input_digest=input_digest, outcome="rejected",
-                           status=422, detail={"accepted": i, "alerts": len(events), "field": exc.column})
-                raise ApiError(422, f"observation {i}: {exc}", field=exc.column or "observations",
-                               patients=[{"index": i, "patient_id": record.get("patient_id")}], accepted=i,
-                               alerts=plain(events)) from None
-            except PrecimedError as exc:  # a learned risk that fails is the model's problem, not the record's
-                raise ApiError(422, f"observation {i}: {exc}", field="model") from None
-            events.extend(step.events)
-            scores.append(step.score_record())
+    info = container.registry.resolve(body.model, body.version) if body.model else None
+    risk_fn = container.risk_fn(info) if info is not None else None
+    stream = (info.name, info.version, body.risk_threshold) if info is not None else None
+    result = container.vitals.ingest(body.observations, stream=stream, risk_fn=risk_fn,
+                                     risk_threshold=body.risk_threshold)
+    events = result.events
+    model, version = (info.name, info.version) if info is not None else (None, None)
+    if result.error is not None:
+        i, exc = len(result.steps), result.error
+        if not isinstance(exc, DataError):  # a learned risk that fails is the model's problem, not the record's
+            raise ApiError(422, f"observation {i}: {exc}", field="model") from None
+        container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
+                         outcome="rejected", status=422, detail={"accepted": i, "alerts": len(events),
+                                                                 "field": exc.column})
+        raise ApiError(422, f"observation {i}: {exc}", field=exc.column or "observations",
+                       patients=[{"index": i, "patient_id": body.observations[i].get("patient_id")}], accepted=i,
+                       alerts=jsonio.plain(events)) from None
     for e in events:
-        svc.metrics.alerts.labels(e["event"]).inc()
-    svc.commit(principal, "vitals", model=info.name if info else None, version=info.version if info else None,
-               input_digest=input_digest, detail={"accepted": len(scores), "alerts": len(events)})
-    return {"accepted": len(scores), "alerts": plain(events), "scores": plain(scores)}
+        container.metrics.alerts.labels(e["event"]).inc()
+    container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
+                     detail={"accepted": len(result.steps), "alerts": len(events)})
+    return {"accepted": len(result.steps), "alerts": jsonio.plain(events),
+            "scores": jsonio.plain([s.score_record() for s in result.steps])}

@@ -1,0 +1,74 @@
+"""The prediction recipe: score new patients with a bundle, purely.
+
+Nothing here changes the loaded bundle: the out-of-range policy is an argument of the transform, so
+one loaded bundle serves any number of threads at once (the service shares one per model version).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from precimed.bundle import Bundle, load_bundle
+from precimed.data import read_table
+from precimed.data.longitudinal import read_observations
+from precimed.workflows._run import check_table_path, typed_patients, write_table
+from precimed.workflows.sequence import predict_sequence_frame
+
+
+def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = None,
+                  allow_out_of_range: bool = False, where: str = "input") -> pd.DataFrame:
+    """Score new patients (one row each) with ``model`` (default: the bundle's primary model).
+
+    Returns one row per patient: the id column, ``model`` and the task's outputs (``probability``;
+    ``p_<class>`` per class; ``prediction``; or ``risk_score`` with ``event_probability_<h><unit>`` per
+    horizon). A value outside the plausible range is refused (``ValueRangeError`` naming the patient)
+    unless ``allow_out_of_range``, which treats it as missing. Sequence bundles read visit tables.
+    """
+    name = bundle.model_named(model)
+    if bundle.sequence_preprocessor is not None:
+        return predict_sequence_frame(bundle, frame, model=name, allow_out_of_range=allow_out_of_range, where=where)
+    frame, X = typed_patients(bundle, frame, where=where)
+    id_name = bundle.metadata["id_column"]
+    Xt = bundle.preprocessor.transform(X, out_of_range="missing" if allow_out_of_range else "error")
+    task = bundle.task
+    est = bundle.models[name]
+    out = pd.DataFrame({id_name: frame.index.to_numpy()})
+    if task.kind == "binary":
+        out["probability"] = est.predict_proba(Xt)[:, 1]
+    elif task.kind == "multiclass":
+        proba = est.predict_proba(Xt)
+        for i, c in enumerate(bundle.metadata["classes"]):
+            out[f"p_{c}"] = proba[:, i]
+    elif task.kind == "regression":
+        out["prediction"] = est.predict(Xt)
+    else:
+        out["risk_score"] = est.predict_risk(Xt)
+        surv = est.predict_survival(Xt, np.asarray(task.horizons))
+        for j, h in enumerate(task.horizons):
+            out[f"event_probability_{h:g}{task.time_unit}"] = 1.0 - surv[:, j]
+    out.insert(1, "model", name)
+    return out
+
+
+def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Path | str, *,
+                 model: str | None = None, allow_out_of_range: bool = False, at: float | None = None,
+                 observations_path: Path | str | None = None) -> pd.DataFrame:
+    """``precimed predict``: read patients (CSV/Parquet/JSON), score them, write the table atomically.
+
+    For a sequence bundle the input is a visit table; ``at`` moves the prediction time and
+    ``observations_path`` gives long-format observations for runs trained on them.
+    """
+    output_path = check_table_path(output_path)
+    bundle = load_bundle(bundle_dir)
+    frame = read_table(input_path)
+    if bundle.sequence_preprocessor is not None:
+        obs = read_observations(observations_path) if observations_path is not None else None
+        out = predict_sequence_frame(bundle, frame, model=bundle.model_named(model), at=at, observations=obs,
+                                     allow_out_of_range=allow_out_of_range, where=str(input_path))
+    else:
+        out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=str(input_path))
+    write_table(out, output_path)
+    return out

@@ -1,0 +1,170 @@
+"""The training recipe: train the catalogue's models on one split, validate them, write the run folder.
+
+Reads the inputs, does all its work in memory, and only then publishes the run folder (bundle,
+metrics.json, quality.json, report.html, model_card.md) in one rename, so a failed run leaves nothing
+half-written.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from precimed.atomic import atomic_dir
+from precimed.bundle import save_bundle
+from precimed.cohort import split_rows
+from precimed.config import RunConfig, load_config
+from precimed.evaluate import background_sample
+from precimed.evaluate.scoring import score_models
+from precimed.jsonio import write_json
+from precimed.preprocess import TabularPreprocessor, quality_report
+from precimed.train import catalogue
+from precimed.train.private import fit_private
+from precimed.train.search import tune_net
+from precimed.workflows._run import (
+    Echo,
+    RunResult,
+    check_out_dir,
+    load_cohort,
+    metrics_doc,
+    quiet,
+    scoring_settings,
+)
+from precimed.workflows.explaining import report_importance
+from precimed.workflows.fairness import analyse_subgroups
+from precimed.workflows.reporting import card_for, write_run_report
+
+DEMO_CONFIG = "rotterdam-gbsg.yaml"
+
+
+def tune(cfg: RunConfig, name: str, X: np.ndarray, y: np.ndarray, *, progress: bool, echo: Echo) -> dict | None:
+    """Optional Optuna search of one deep net's settings on the training rows (inner validation split)."""
+    search = cfg.training.search
+    if search is None:
+        return None
+    echo(f"searching {search.trials} {name} settings on an inner validation split of the training rows")
+    base = catalogue.build(cfg, name, progress=False)
+    space = search.model_dump(exclude={"trials"})
+    return tune_net(X, y, base, trials=search.trials, space=space, seed=cfg.seed, progress=progress)
+
+
+def _searchable(name: str) -> bool:
+    s = catalogue.spec(name)
+    return s.role == "deep" and s.view == "tabular" and s.takes("hidden")
+
+
+def _fit_models(cfg: RunConfig, plan: catalogue.ModelPlan, X: np.ndarray, y: np.ndarray, *, progress: bool,
+                echo: Echo) -> tuple[dict[str, Any], dict[str, dict], dict | None]:
+    """Every planned model fitted on the training rows, the searches run, and the privacy account."""
+    models: dict[str, Any] = {}
+    searches: dict[str, dict] = {}
+    privacy = None
+    for name in plan.names:
+        if catalogue.spec(name).role == "baseline":
+            echo(f"training baseline {name}")
+            models[name] = catalogue.build(cfg, name).fit(X, y)
+            continue
+        echo(f"training {name} on {len(X)} rows, {X.shape[1]} inputs")
+        if cfg.training.privacy is not None:
+            p = cfg.training.privacy
+            echo(f"DP-SGD at epsilon {p.epsilon:g}")
+            models[name] = fit_private(catalogue.build(cfg, name, progress=False), X, y, epsilon=p.epsilon,
+                                       delta=p.delta, max_grad_norm=p.max_grad_norm, epochs=p.epochs,
+                                       target_range=p.target_range, accountant=p.accountant)
+            privacy = models[name].privacy_.to_dict()
+            continue
+        overrides = None
+        search = tune(cfg, name, X, y, progress=progress, echo=echo) if _searchable(name) else None
+        if search is not None:
+            searches[name] = search
+            overrides = search["best_params"] | {"hidden": tuple(search["best_params"]["hidden"])}
+            echo(f"best {name} settings {search['best_params']} (inner validation loss {search['best_value']:.4f})")
+        models[name] = catalogue.build(cfg, name, progress=progress, overrides=overrides).fit(X, y)
+    return models, searches, privacy
+
+
+def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = False, progress: bool = True,
+                      echo: Echo = quiet) -> RunResult:
+    """Train the configured models on one split, validate them, and write bundle, metrics and report."""
+    plan = catalogue.plan_models(cfg)
+    out_dir = check_out_dir(out_dir, overwrite)
+    echo(f"loading {cfg.data.train.label}")
+    cohort = load_cohort(cfg.data.train, cfg)
+    if cfg.split.kind == "external":
+        train = cohort
+        echo(f"loading {cfg.data.test.label} (external validation)")  # type: ignore[union-attr]
+        test = load_cohort(cfg.data.test, cfg, classes=cohort.classes)  # type: ignore[arg-type]
+    else:
+        tr, te = split_rows(cohort, cfg.split, cfg.task, cfg.seed)
+        train = cohort.subset(tr, f"{cohort.name} (train, {cfg.split.kind} split)")
+        test = cohort.subset(te, f"{cohort.name} (test, {cfg.split.kind} split)")
+    features = [f.model_dump() for f in cfg.features]
+    quality = {"train": quality_report(train.frame, features, source=train.name, id_name=train.id_name),
+               "test": quality_report(test.frame, features, source=test.name, id_name=test.id_name)}
+    pre = TabularPreprocessor(features=features, impute=cfg.preprocess.impute,
+                              missing_indicators=cfg.preprocess.missing_indicators, scale=cfg.preprocess.scale,
+                              out_of_range="missing")
+    X_train = pre.fit(train.X).transform(train.X)
+    X_test = pre.transform(test.X)
+    models, searches, privacy = _fit_models(cfg, plan, X_train, train.y, progress=progress, echo=echo)
+    ev = score_models(models, X_test, test.y, comparisons=plan.comparisons, echo=echo,  # type: ignore[arg-type]
+                      **scoring_settings(cfg))
+    doc = metrics_doc(cfg, train.describe(cfg.task), test.describe(cfg.task), ev.results, ev.comparisons,
+                      primary=plan.primary)
+    echo("subgroups and fairness gaps")
+    subgroups = analyse_subgroups(cfg, test, ev.outputs, ev.grid, model=plan.primary)
+    if subgroups is not None:
+        doc["subgroups"] = subgroups
+    background = background_sample(X_train, pre.feature_groups_, n=100, seed=cfg.seed)
+    echo(f"SHAP importance on {min(cfg.evaluation.explain, len(test))} evaluation patients")
+    importance = report_importance(models, cfg.task, background, X_test, test.X, pre.feature_groups_,
+                                   n=cfg.evaluation.explain, seed=cfg.seed, primary=plan.primary)
+    if searches:
+        # one searched model keeps the historical layout {"best_params", ...}; several are keyed by model
+        doc["search"] = next(iter(searches.values())) if len(searches) == 1 else searches
+    bundled = models
+    if privacy is not None:
+        doc["privacy"] = privacy | {"note": f"the guarantee covers the {plan.primary} weights; baselines were "
+                                             "trained non-privately for comparison and are NOT saved in the bundle"}
+        bundled = {plan.primary: models[plan.primary]}
+        background = None  # SHAP background rows come from training data: not stored beside a private model
+    card = card_for(cfg, doc, quality, n_inputs=X_train.shape[1], deep_model=plan.primary,
+                    subgroups=subgroups is not None)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=bundled, background=background,
+                    extra_files={"model_card.md": card.encode()}, metadata={
+            "primary_model": plan.primary,
+            "id_column": train.id_name,
+            "classes": cohort.classes,
+            "feature_names_out": pre.get_feature_names_out().tolist(),
+            "training_data": train.describe(cfg.task),
+            "validation_data": test.describe(cfg.task),
+            "data_quality": quality,
+            "metrics": ev.results,
+            "intended_use": cfg.description or f"{cfg.task.kind} model trained on {train.name}",
+            "privacy": doc.get("privacy"),
+        })
+        write_json(tmp / "metrics.json", doc)
+        write_json(tmp / "quality.json", quality)
+        echo("writing report.html and model_card.md")
+        (tmp / "model_card.md").write_text(card)
+        write_run_report(tmp / "report.html", cfg=cfg, doc=doc, quality=quality, train_X=train.X, train_y=train.y,
+                         test_X=test.X, test_y=test.y, outputs=ev.outputs, grid=ev.grid, models=models, card=card,
+                         classes=cohort.classes, subgroups=subgroups,
+                         importance=importance[0] if importance else None,
+                         importance_plot=importance[1] if importance else None)
+    return RunResult(out_dir, doc, out_dir / "bundle", models, pre)
+
+
+def demo_config_path() -> Path:
+    """The packaged Rotterdam → GBSG run config the demo trains."""
+    return Path(str(resources.files("precimed") / "recipes" / DEMO_CONFIG))
+
+
+def demo(out_dir: Path | str, *, overwrite: bool = True, progress: bool = True, echo: Echo = quiet) -> RunResult:
+    """Rotterdam node-positive → Cox MLP, Cox PH, gradient boosting → external validation on GBSG."""
+    return train_from_config(load_config(demo_config_path()), out_dir, overwrite=overwrite, progress=progress,
+                             echo=echo)
