@@ -26,13 +26,15 @@ demo: $(VENV)/.installed-data
 test: $(VENV)/.installed-dev
 	@url=$$(bash scripts/start_postgres.sh 2>.postgres.log) || { url=""; \
 	  echo "PostgreSQL did not start (see .postgres.log): its tests are skipped with the reason"; }; \
-	PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; status=$$?; \
+	$(BIN)/lint-imports --no-cache && PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; \
+	status=$$?; \
 	base=$$(grep -o '/tmp/precimed-pg\.[A-Za-z0-9]*' .postgres.log | head -n 1); \
 	if [ -n "$$base" ] && [ -x "$$base/stop.sh" ]; then "$$base/stop.sh" >/dev/null 2>&1; fi; \
 	exit $$status
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/train_speed.py

@@ -8,6 +8,7 @@ from scipy.special import expit
 
 from precimed.config import parse_config
 from precimed.errors import ConfigError
+from precimed.jsonio import loads_strict
 from precimed.workflows.effects import effects_from_config, load_effects_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def colon_run(tmp_path_factory):
 
 def test_colon_run_writes_effects_and_patient_table(colon_run):
     out, doc = colon_run
-    on_disk = json.loads((out / "effects.json").read_text())
+    on_disk = loads_strict((out / "effects.json").read_text())  # null, never a bare NaN
     assert on_disk == doc
     assert doc["arms"] == ["Obs", "Lev", "Lev+5FU"]
     assert set(doc["ate"]) == {"Lev vs Obs", "Lev+5FU vs Obs"}

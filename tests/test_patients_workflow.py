@@ -122,17 +122,19 @@ SICK = {"resp_rate": 26, "spo2": 91, "pulse": 125, "systolic_bp": 95}
 
 
 def test_the_vitals_monitor_keeps_at_most_n_patients_forgetting_the_least_recently_seen():
-    n, k = 10, 7
+    n, k = 10, 12
     monitors = VitalsMonitors(max_patients=n)
     assert [e["event"] for e in monitors.ingest([_obs("p0", 8, **SICK)]).events] == ["alert"]
-    for i in range(1, n + k):
-        monitors.ingest([_obs(f"p{i}", 8)])
+    for i in range(1, n + k):  # n + k patients in all, each sick at first sight
+        assert [e["event"] for e in monitors.ingest([_obs(f"p{i}", 8, **SICK)]).events] == ["alert"]
         assert len(monitors) <= n
-        if i < n:  # p0 is still remembered while there is room: its episode stays open
-            assert monitors.ingest([_obs("p0", 8 + i, **SICK)]).events == []
+        if i == n - 1:  # p0 is still remembered while there is room: its episode is still open
+            assert monitors.ingest([_obs("p0", 9, **SICK)]).events == []
     assert len(monitors) == n
-    # p0 was seen last at p9's turn: p10..p16 pushed it out, so it starts a new episode
-    assert [e["event"] for e in monitors.ingest([_obs("p0", 20, **SICK)]).events] == ["alert"]
+    # p0, last seen before p10..p21 arrived, was forgotten: still sick, it opens a new episode
+    assert [e["event"] for e in monitors.ingest([_obs("p0", 10, **SICK)]).events] == ["alert"]
+    # the most recently seen are remembered: their episodes are still open, so no new alert
+    assert monitors.ingest([_obs(f"p{n + k - 1}", 10, **SICK)]).events == []
     assert len(monitors) == n
 
 

@@ -68,7 +68,7 @@ def print_metrics(doc: dict) -> None:
 @app.command()
 def datasets() -> None:
     """List the built-in real cohorts: size, task, outcome columns, source and license."""
-    from precimed.data import list_datasets
+    from precimed.workflows import list_datasets
 
     table = Table(title="built-in cohorts (load offline; all but wdbc need the optional extra precimed\\[data])")
     for col in ("name", "rows", "task", "target / time, event", "treatment", "id", "license", "source"):
@@ -137,8 +137,7 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
          effects: Path | None = typer.Option(None, "--effects", help="an effects run folder: options' benefits"),
          effects_id: str | None = typer.Option(None, "--effects-id", help="the patient's id in that run")) -> None:
     """A treatment plan for one patient: predictions, guideline rules, PGx, doses, interactions, each with a why."""
-    from precimed.planning import to_markdown
-    from precimed.workflows.planning import plan_patient, write_plan
+    from precimed.workflows.planning import plan_patient, to_markdown, write_plan
 
     result = plan_patient(bundle, patient, rules=rules, genotypes=genotypes, model=model, effects=effects,
                           effects_id=effects_id)

@@ -41,9 +41,9 @@ class Container:
     vitals: VitalsMonitors
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
-    _planner: Planner | None = None
-    _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _planner: Planner | None = field(default=None, init=False, repr=False)
+    _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> Container:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 import torch
@@ -48,7 +48,8 @@ from precimed.models.nets import MLP, ResidualMLP, set_threads
 from precimed.models.survival import breslow_cumulative_hazard, survival_at
 from precimed.train.loop import History, TrainSettings, fit_net
 
-__all__ = ["TASKS", "NetEnsembleEstimator", "NeuralRiskModel", "ResidualRiskModel", "TabularNetEstimator"]
+__all__ = ["TASKS", "NetEnsembleEstimator", "NeuralRiskModel", "ResidualRiskModel", "TabularNetEstimator",
+           "fit_linear_path"]
 
 
 def _progress(enabled: bool) -> Any:
@@ -131,6 +132,7 @@ class NetEnsembleEstimator(BaseEstimator):
                 it, iv = torch.from_numpy(idx_tr), torch.from_numpy(idx_va)
                 torch.manual_seed(seed)
                 net = self._build_net()
+                self._start_net(net, loss, xt[it], [t[it] for t in targets])
                 advance = (lambda _e: bar.advance(task_id)) if bar else None
                 history = fit_net(net, loss, xt[it], [t[it] for t in targets], xt[iv], [t[iv] for t in targets],
                                   TrainSettings(seed=seed, **settings), on_epoch=advance)
@@ -148,6 +150,9 @@ class NetEnsembleEstimator(BaseEstimator):
 
     def _build_net(self) -> torch.nn.Module:
         raise NotImplementedError
+
+    def _start_net(self, net: torch.nn.Module, loss: Any, x: torch.Tensor, targets: list[torch.Tensor]) -> None:
+        """Set a freshly built member's starting weights from its training rows; by default keep them."""
 
     # ----- prediction ----------------------------------------------------------------------------
     def _outputs(self, X: np.ndarray) -> np.ndarray:
@@ -324,15 +329,46 @@ class ResidualRiskModel(TabularNetEstimator):
     """Residual MLP with a linear (wide) skip path, for the same tasks, targets and parameters as
     ``NeuralRiskModel``.
 
-    The net's output is a linear function of the features plus a deep residual path whose last layer
-    starts at zero: training starts from an exact linear / logistic / Cox model and moves away from it
-    only as far as the validation loss rewards, so where the signal is linear the net can be as good
-    as the regression baseline (see ``precimed.models.nets.ResidualMLP``).
+    The net's output is a linear function of the features (the wide path) plus a deep residual path
+    whose last layer starts at zero (``precimed.models.nets.ResidualMLP``). Each ensemble member first
+    fits the wide path alone on its training rows (``fit_linear_path``: the linear / logistic /
+    multinomial / Cox regression, by L-BFGS), then trains the whole net with early stopping on its
+    validation rows. Training thus starts from the fitted regression and moves away from it only as far
+    as the validation loss rewards, so where the signal is linear the net is as good as the regression
+    baseline, and where it is not the deep path adds what the regression misses.
     """
 
     _net_class = ResidualMLP
     _blob = "resmlp.pt"
     _label = "resmlp"
+
+    def _start_net(self, net: torch.nn.Module, loss: Any, x: torch.Tensor, targets: list[torch.Tensor]) -> None:
+        """Fit the wide path alone first: each member starts as the fitted linear model of its training rows."""
+        fit_linear_path(cast(ResidualMLP, net), loss, x, targets, l2=self.weight_decay)
+
+
+def fit_linear_path(net: ResidualMLP, loss: Any, x: torch.Tensor, targets: list[torch.Tensor], *,
+                    l2: float = 1e-4, max_iter: int = 100) -> None:
+    """Fit ``net.wide`` by L-BFGS on the task's loss (plus ``l2/2 * ||W||²``) with the deep path at zero.
+
+    The deep path's head starts at zero, so the net's output is ``net.wide(x)``: this is a plain
+    linear / logistic / multinomial / Cox regression, solved in a few dozen full-batch steps where
+    first-order training of the whole net would need thousands on a small cohort.
+    """
+    wide = net.wide
+    params = list(wide.parameters())
+    optimizer = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, tolerance_grad=1e-6,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = loss(wide(x), *targets) + 0.5 * l2 * wide.weight.pow(2).sum()
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    for p in params:
+        p.grad = None
 
 
 def cox_partial_nll_2d(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:

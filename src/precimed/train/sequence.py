@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted
 
 from precimed.errors import ConfigError, DataError
@@ -90,6 +91,12 @@ class SequenceRiskModel(NetEnsembleEstimator):
         self.ensemble = ensemble
         self.random_state = random_state
         self.progress = progress
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # X is (patients, steps, channels)
+        tags.input_tags.three_d_array = True
+        return tags
 
     # ----- fitting -------------------------------------------------------------------------------
     def _check_X(self, X: Any) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 _EXPORTS = {
     "RunResult": "_run",
     "load_cohort": "_run",
+    "list_datasets": "_run",
     "load_source": "_run",
     "resolve_source": "_run",
     "write_table": "_run",

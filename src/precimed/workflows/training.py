@@ -137,6 +137,7 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
         save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=bundled, background=background,
                     extra_files={"model_card.md": card.encode()}, metadata={
             "primary_model": plan.primary,
+            "comparisons": [c for c in ev.comparisons if all(m in bundled for m in c.split(" - "))],
             "id_column": train.id_name,
             "classes": cohort.classes,
             "feature_names_out": pre.get_feature_names_out().tolist(),

@@ -19,7 +19,7 @@ from precimed.service.audit import digest
 from precimed.service.auth import Principal
 from precimed.service.container import Container
 from precimed.service.registry import STAGES, VersionInfo
-from precimed.service.routes.common import ApiError, feature_schema
+from precimed.service.routes.common import ERRORS, ApiError, feature_schema
 from precimed.service.routes.deps import ContainerDep, require
 from precimed.service.routes.fhir import mapping_bytes, parse_mapping
 from precimed.service.schemas import EvaluationOut, ModelDetail, ModelList, ModelListing, ServingInfo, VersionOut
@@ -59,7 +59,7 @@ def serving_info(container: Container, info: VersionInfo) -> ServingInfo:
     return found
 
 
-@router.get("", summary="registered models, versions and stages (any role)", response_model=ModelList)
+@router.get("", summary="registered models, versions and stages (any role)", response_model=ModelList, responses=ERRORS)
 def list_models(container: ContainerDep, _: Annotated[Principal, Depends(require("models:read"))]) -> ModelList:
     out = []
     for m in container.registry.list():
@@ -71,7 +71,7 @@ def list_models(container: ContainerDep, _: Annotated[Principal, Depends(require
 
 
 @router.get("/{name}", summary="one model: versions, stages and the production version's features (any role)",
-            response_model=ModelDetail)
+            response_model=ModelDetail, responses=ERRORS)
 def get_model(name: str, container: ContainerDep, _: Annotated[Principal, Depends(require("models:read"))],
               version: Annotated[int | None, Query(ge=1)] = None) -> ModelDetail:
     info = container.registry.resolve(name, version)
@@ -102,7 +102,8 @@ def _extract(data: bytes, dest: Path, limit: int) -> Path:
 
 
 @router.post("", status_code=201, summary="register a bundle uploaded as a zip (data_scientist)",
-             response_model=VersionOut, openapi_extra={"requestBody": {"required": True, "content": {
+             response_model=VersionOut, responses=ERRORS,
+             openapi_extra={"requestBody": {"required": True, "content": {
                  "application/zip": {"schema": {"type": "string", "format": "binary"}}}}})
 async def register(request: Request, container: ContainerDep,
                    principal: Annotated[Principal, Depends(require("register"))],
@@ -122,7 +123,7 @@ async def register(request: Request, container: ContainerDep,
 
 
 @router.put("/{name}/versions/{version}/fhir-mapping", summary="set a version's FHIR mapping (data_scientist)",
-            response_model=VersionOut)
+            response_model=VersionOut, responses=ERRORS)
 def set_fhir_mapping(name: str, version: int, container: ContainerDep,
                      principal: Annotated[Principal, Depends(require("register"))],
                      mapping: Annotated[dict[str, Any], Body(description="the mapping (see the FHIR route)")],
@@ -135,7 +136,8 @@ def set_fhir_mapping(name: str, version: int, container: ContainerDep,
     return VersionOut.model_validate(info.to_dict())
 
 
-@router.post("/{name}/promote", summary="put a version in staging or production (admin)", response_model=VersionOut)
+@router.post("/{name}/promote", summary="put a version in staging or production (admin)", response_model=VersionOut,
+             responses=ERRORS)
 def promote(name: str, body: PromoteIn, container: ContainerDep,
             principal: Annotated[Principal, Depends(require("promote"))]) -> VersionOut:
     registry = container.registry
@@ -145,7 +147,8 @@ def promote(name: str, body: PromoteIn, container: ContainerDep,
     return VersionOut.model_validate(info.to_dict())
 
 
-@router.post("/{name}/rollback", summary="return a stage to its previous version (admin)", response_model=VersionOut)
+@router.post("/{name}/rollback", summary="return a stage to its previous version (admin)", response_model=VersionOut,
+             responses=ERRORS)
 def rollback(name: str, body: RollbackIn, container: ContainerDep,
              principal: Annotated[Principal, Depends(require("promote"))]) -> VersionOut:
     info = container.registry.rollback(name, body.stage, actor=principal.token_id, role=principal.role)
@@ -154,7 +157,7 @@ def rollback(name: str, body: RollbackIn, container: ContainerDep,
 
 
 @router.post("/{name}/evaluate", summary="validate a version on a built-in cohort (data_scientist; slow)",
-             response_model=EvaluationOut)
+             response_model=EvaluationOut, responses=ERRORS)
 def evaluate(name: str, body: EvaluateIn, container: ContainerDep,
              principal: Annotated[Principal, Depends(require("evaluate"))]) -> EvaluationOut:
     info = container.registry.resolve(name, body.version)
