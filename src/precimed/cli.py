@@ -300,12 +300,12 @@ def registry_add(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bun
 
 
 @registry_app.command("list")
-def registry_list(registry: Path = REGISTRY, db: str | None = DB) -> None:
-    """Models, versions and stages."""
+def registry_list(registry: Path = REGISTRY, db: str | None = DB,
+                  as_json: bool = typer.Option(False, "--json", help="print the listing as JSON")) -> None:
+    """Models, versions and stages: a table, or JSON with --json."""
     from precimed.service.cli_commands import registry_list as run
 
-    for row in run(registry, db):
-        console.print(row)
+    run(registry, db, as_json=as_json)
 
 
 @registry_app.command("promote")

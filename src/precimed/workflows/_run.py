@@ -21,6 +21,7 @@ from precimed.cohort import ROW_ID, Cohort, build_cohort, type_features
 from precimed.config import RunConfig, SourceConfig
 from precimed.data import dataset_info, list_datasets, load_dataset, read_table
 from precimed.errors import ConfigError, DataError
+from precimed.jsonio import dumps, dumps_lines
 
 if TYPE_CHECKING:  # annotations only: the monitor and plan recipes import this module without torch or scikit-learn
     from precimed.bundle import Bundle
@@ -130,9 +131,9 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
         frame.to_parquet(buf, index=False)
         data = buf.getvalue()
     elif suffix == ".json":
-        data = frame.to_json(orient="records", indent=1).encode()
+        data = dumps(frame.to_dict(orient="records"), indent=1).encode()
     else:
-        data = frame.to_json(orient="records", lines=True).encode()
+        data = dumps_lines(frame.to_dict(orient="records")).encode()
     atomic_write_bytes(path, data)
 
 
