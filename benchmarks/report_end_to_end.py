@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from precimed.workflows.modeling import _metrics_doc, score_models
 from scipy.special import expit
 
 from precimed.cohort import Cohort
@@ -24,7 +25,6 @@ from precimed.preprocess import TabularPreprocessor
 from precimed.train.estimators import NeuralRiskModel
 from precimed.workflows.explaining import report_importance
 from precimed.workflows.fairness import analyse_subgroups
-from precimed.workflows.modeling import _metrics_doc, score_models
 from precimed.workflows.reporting import card_for, write_run_report
 
 CONFIG = {

@@ -19,6 +19,8 @@ model is trained or loaded.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -30,9 +32,13 @@ _HOME = {"plan": "precimed.workflows.planning", "deidentify": "precimed.workflow
          "RunConfig": "precimed.config"}
 
 
+def _api(name: str) -> Any:
+    return getattr(importlib.import_module(_HOME.get(name, "precimed.workflows.api")), name)
+
+
 def __getattr__(name: str) -> Any:
     if name in _API:
-        value = getattr(importlib.import_module(_HOME.get(name, "precimed.workflows.api")), name)
+        value = _api(name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'precimed' has no attribute {name!r}")
@@ -40,3 +46,31 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+class _Package(types.ModuleType):
+    """``precimed.train`` and ``precimed.evaluate`` name both a layer's subpackage and a public function.
+
+    The import system records a subpackage as an attribute of its parent when it is first imported; these
+    properties keep the public functions in those places (the subpackages stay importable by their dotted
+    names, e.g. ``from precimed.train import catalogue``, which reads ``sys.modules``).
+    """
+
+    @property
+    def train(self) -> Any:
+        return _api("train")
+
+    @train.setter
+    def train(self, _module: Any) -> None:
+        pass
+
+    @property
+    def evaluate(self) -> Any:
+        return _api("evaluate")
+
+    @evaluate.setter
+    def evaluate(self, _module: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package

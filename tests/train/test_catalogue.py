@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PIMA, fast
 
+from helpers import PIMA, fast
 from precimed.bundle import load_bundle
 from precimed.config import parse_config
 from precimed.errors import ConfigError

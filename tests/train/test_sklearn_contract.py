@@ -139,3 +139,17 @@ def test_a_survival_model_checks_its_inputs_like_the_others(model):
     bad[1, 1] = np.inf
     with pytest.raises(DataError, match="inf"):
         model.predict_survival(bad, np.array([1.0]))
+
+
+@pytest.mark.parametrize("task", ["binary", "regression", "survival"])
+def test_gbm_takes_nan_as_missing_but_refuses_infinity(task):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(120, 3))
+    y = {"binary": (X[:, 0] > 0).astype(float), "regression": X[:, 0],
+         "survival": np.column_stack([np.exp(-X[:, 0]), np.ones(120)])}[task]
+    X[::7, 1] = np.nan
+    model = GBMModel(task=task, **GBM).fit(X, y)
+    assert np.isfinite(model.predict(X)).all() if task != "binary" else set(model.predict(X)) <= {0, 1}
+    X[3, 2] = -np.inf
+    with pytest.raises(DataError, match=r"1 inf value\(s\), in column\(s\) \[2\]; NaN is taken as missing"):
+        model.predict(X)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PIMA, fast
 
+from helpers import PIMA, fast
 from precimed import jsonio
 from precimed.bundle import load_bundle
 from precimed.config import parse_config

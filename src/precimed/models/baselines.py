@@ -45,20 +45,25 @@ def _refuse_sparse(estimator: Any, X: Any) -> None:
                         "pass a dense array, e.g. X.toarray()")
 
 
-def _refuse_non_finite(X: np.ndarray, action: str) -> None:
-    finite = np.isfinite(X)
-    if finite.all():
+def _refuse_non_finite(X: np.ndarray, action: str, allow_nan: bool = False) -> None:
+    bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
+    if not bad.any():
         return
-    n_nan = int(np.isnan(X).sum())
-    n_inf = int(X.size - finite.sum()) - n_nan
-    columns = np.flatnonzero(~finite.all(axis=0)).tolist()
+    n_nan = 0 if allow_nan else int(np.isnan(X).sum())
+    n_inf = int(bad.sum()) - n_nan
+    columns = np.flatnonzero(bad.any(axis=0)).tolist()
     shown = f"{columns[:10]}{' ...' if len(columns) > 10 else ''}"
+    if allow_nan:
+        raise DataError(f"the feature matrix holds {n_inf} inf value(s), in column(s) {shown}; NaN is taken as "
+                        f"missing but infinity is not: replace it before {action}")
     raise DataError(f"the feature matrix holds {n_nan} NaN and {n_inf} inf value(s), in column(s) {shown}; "
                     f"impute or preprocess them before {action}")
 
 
-def check_features(estimator: Any, X: Any, *, dtype: Any = FLOAT_DTYPES, action: str = "predicting") -> np.ndarray:
-    """X for a fitted model's predictions: dense, 2-D, finite, with the number of columns it was fitted on.
+def check_features(estimator: Any, X: Any, *, dtype: Any = FLOAT_DTYPES, allow_nan: bool = False,
+                   action: str = "predicting") -> np.ndarray:
+    """X for a fitted model's predictions: dense, 2-D, finite (NaN allowed with ``allow_nan``), with the
+    number of columns the model was fitted on.
 
     Every failure is a DataError (a ValueError, as scikit-learn expects) that names the problem.
     """
@@ -68,15 +73,15 @@ def check_features(estimator: Any, X: Any, *, dtype: Any = FLOAT_DTYPES, action:
         X = validate_data(estimator, X, reset=False, dtype=dtype, ensure_all_finite=False)
     except ValueError as exc:
         raise DataError(str(exc)) from exc
-    _refuse_non_finite(X, action)
+    _refuse_non_finite(X, action, allow_nan)
     return X
 
 
 def check_training_data(estimator: Any, X: Any, y: Any, *, task: str, dtype: Any = FLOAT_DTYPES,
-                        min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(X, y) for ``fit``: X dense, 2-D and finite with at least ``min_samples`` rows (sets ``n_features_in_``);
-    y one value per row (survival: an (n, 2) array), without NaN. The task's own rules for y are in
-    :func:`check_target`.
+                        allow_nan: bool = False, min_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) for ``fit``: X dense, 2-D and finite (NaN allowed with ``allow_nan``) with at least
+    ``min_samples`` rows (sets ``n_features_in_``); y one value per row (survival: an (n, 2) array),
+    without NaN. The task's own rules for y are in :func:`check_target`.
     """
     _refuse_sparse(estimator, X)
     try:
@@ -84,7 +89,7 @@ def check_training_data(estimator: Any, X: Any, y: Any, *, task: str, dtype: Any
                              multi_output=task == "survival", y_numeric=task in ("regression", "survival"))
     except ValueError as exc:
         raise DataError(str(exc)) from exc
-    _refuse_non_finite(X, "training")
+    _refuse_non_finite(X, "training", allow_nan)
     return X, y
 
 
@@ -387,7 +392,9 @@ class GBMModel(BaseEstimator):
     Survival uses a hand-written Cox partial-likelihood objective (gradient and Hessian in O(n log n)),
     then a Breslow baseline, so it yields risk scores and survival curves like the Cox models.
     A classifier for binary / multiclass tasks (``predict`` gives labels), a regressor for regression;
-    for survival ``predict`` gives the log-hazard ratio, as ``predict_risk``.
+    for survival ``predict`` gives the log-hazard ratio, as ``predict_risk``. NaN in X is taken as
+    missing (LightGBM's own handling, which the sequence recipe's summary features rely on); infinity
+    is refused.
     """
 
     kind = "gbm"
@@ -409,7 +416,9 @@ class GBMModel(BaseEstimator):
         self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Tags:
-        return task_tags(super().__sklearn_tags__(), self.task)
+        tags = task_tags(super().__sklearn_tags__(), self.task)
+        tags.input_tags.allow_nan = True
+        return tags
 
     def _params(self) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -440,7 +449,7 @@ class GBMModel(BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> Self:
         check_class_weight(self.class_weight)
-        X, y = check_training_data(self, X, y, task=self.task, min_samples=2)
+        X, y = check_training_data(self, X, y, task=self.task, allow_nan=True, min_samples=2)
         y, classes = check_target(y, self.task, where=type(self).__name__)
         if classes is not None:
             self.classes_ = classes
@@ -475,12 +484,12 @@ class GBMModel(BaseEstimator):
         return self
 
     def _raw(self, X: Any) -> np.ndarray:
-        X = check_features(self, X)
+        X = check_features(self, X, allow_nan=True)
         return self.booster_.predict(X, num_iteration=self.best_iteration_, raw_score=True)
 
     @available_if(is_classification)
     def predict_proba(self, X: Any) -> np.ndarray:
-        X = check_features(self, X)
+        X = check_features(self, X, allow_nan=True)
         p = self.booster_.predict(X, num_iteration=self.best_iteration_)
         return np.column_stack([1 - p, p]) if self.task == "binary" else p
 
@@ -491,7 +500,7 @@ class GBMModel(BaseEstimator):
             return self.classes_[codes]
         if self.task == "survival":
             return self.predict_risk(X)
-        X = check_features(self, X)
+        X = check_features(self, X, allow_nan=True)
         return self.booster_.predict(X, num_iteration=self.best_iteration_)
 
     def predict_risk(self, X: Any) -> np.ndarray:

@@ -64,7 +64,9 @@ class NetEnsembleEstimator(BaseEstimator):
     predictions (probabilities, values, Cox risk and Breslow survival) and the fitted state.
 
     Subclasses define ``__init__`` (the task and training parameters below plus their architecture),
-    ``fit`` (check X, then ``_fit_nets``), ``_build_net``, ``to_state`` and ``from_state``.
+    ``fit`` (check X, then ``_check_y`` and ``_fit_nets``), ``_build_net``, ``to_state`` and ``from_state``;
+    optionally ``_start_net`` (starting weights fitted on a member's training rows before training).
+    The scikit-learn kind and tags follow ``task`` (``precimed.models.baselines.task_tags``).
     """
 
     def __sklearn_tags__(self) -> Tags:
