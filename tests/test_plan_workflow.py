@@ -44,3 +44,21 @@ def test_a_patient_missing_from_the_effects_run_is_named(effects_dir):
 
     with pytest.raises(DataError, match="'999' is not in patient_effects.csv"):
         plan_patient(None, "examples/patients/colon_trial_2.json", effects=effects_dir, effects_id="999")
+
+
+def test_the_python_api_reads_a_chosen_sample_of_a_variant_only_vcf_as_the_cli_does(tmp_path):
+    import precimed
+    from precimed.planning import pgx
+
+    rs = pgx.variant_table().by_rsid()["rs4244285"]
+    text = "\n".join(["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tA\tB",
+                      f"chr10\t{rs.pos['GRCh38']}\t.\tG\tA\t.\tPASS\t.\tGT\t0/0\t1/1"]) + "\n"
+    (tmp_path / "two.vcf").write_text(text)
+    plan = precimed.plan("examples/patients/warfarin_pgx.json", genotypes=tmp_path / "two.vcf", sample="B",
+                         absent="reference")
+    genes, read = plan["pharmacogenomics"]["genes"], plan["pharmacogenomics"]["vcf"]
+    assert genes["CYP2C19"]["phenotype"] == "Poor Metabolizer" and genes["CYP2D6"]["origin"] == "diplotype"
+    assert (read["build"], read["build_from"], read["absent"]) == ("GRCh38", "inferred from the positions of the key "
+                                                                  "variants", "reference")
+    with pytest.raises(DataError, match="two.vcf: 2 samples; choose one with --sample"):
+        precimed.plan("examples/patients/warfarin_pgx.json", genotypes=tmp_path / "two.vcf")

@@ -135,8 +135,9 @@ def iwpc_weekly_dose(*, age: float | None, height_cm: float | None, weight_kg: f
         terms[f"VKORC1 {v}"] = c["vkorc1"][v]
         terms[f"CYP2C9 {g}"] = c["cyp2c9"][g]
         inputs.update({"VKORC1": v, "CYP2C9": g})
-        if v == "unknown" or g == "unknown":
-            notes.append("genotype not available: the IWPC 'unknown genotype' term is used")
+        for gene, value in (("VKORC1", v), ("CYP2C9", g)):
+            if value == "unknown":
+                notes.append(f"{gene} genotype not available: the IWPC '{gene} genotype unknown' term is used")
     root = sum(terms.values())
     return WarfarinDose(algorithm, root * root, root, terms, inputs, " ".join(t["source"].split()), t["version"],
                         tuple(notes))

@@ -97,7 +97,8 @@ class FactSchema:
         preds = dict(self.predictions)
         facts.update(_parse_specs(data.get("facts") or {}, "fact", origin))
         preds.update(_parse_specs(data.get("predictions") or {}, "prediction", origin))
-        merged = FactSchema(facts, preds, self.constraints, self.versions + (str(data.get("version", origin)),))
+        version = str(data.get("version", f"{Path(origin).name} (no version)"))  # a file name, never a path
+        merged = FactSchema(facts, preds, self.constraints, self.versions + (version,))
         extra = tuple(_parse_constraint(c, merged, origin) for c in data.get("constraints") or [])
         return FactSchema(facts, preds, self.constraints + extra, merged.versions)
 

@@ -7,8 +7,12 @@ diplotype → phenotype rules, ``variants.yaml`` (positions on both builds, call
 
 Unknown stays unknown: an allele that is not in the CPIC table, an allele of uncertain or unknown function,
 a position that was not genotyped, or an unphased pattern that fits alleles of different phenotype give the
-phenotype ``"Indeterminate"`` with a note, never "Normal". Malformed input (an unknown gene, a diplotype that is
-not two alleles, a genotype with an impossible allele) raises :class:`~precimed.errors.DataError`.
+phenotype ``"Indeterminate"`` with a note, never "Normal". A malformed diplotype call (an unknown gene, a
+diplotype that is not two alleles) is a problem reported with the call, the same way on every path
+(:func:`interpret`, :func:`load_genotypes`, a plan from the command line, the Python API or the service): the
+plan goes on with the other genes, and the gene is Indeterminate, so its rules and recommendations are not
+evaluated. A VCF that cannot be read as a whole (no header, several samples and none chosen, an impossible
+genotype) raises :class:`~precimed.errors.DataError`.
 
 The work is split by job: :mod:`precimed.planning.phenotypes` (CPIC tables, diplotype → phenotype),
 :mod:`precimed.planning.vcf` (key variants from a VCF and the gene calls they support) and this module
@@ -18,8 +22,8 @@ The work is split by job: :mod:`precimed.planning.phenotypes` (CPIC tables, dipl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -43,15 +47,26 @@ from precimed.planning.phenotypes import (
     variant_table,
     vkorc1_genotype,
 )
-from precimed.planning.vcf import BUILDS, VcfCall, VcfGenotypes, call_genes, genotypes_from_vcf, read_vcf
+from precimed.planning.vcf import (
+    ABSENT_MODES,
+    BUILDS,
+    VcfCall,
+    VcfGenotypes,
+    absent_mode,
+    absent_positions,
+    call_genes,
+    genotypes_from_vcf,
+    read_vcf,
+)
 
 RECOMMENDATIONS = "cpic/recommendations.yaml"
 
 __all__ = [
-    "BUILDS", "CPIC_DIR", "GENES", "INDETERMINATE", "TABLE_GENES", "Allele", "GeneResult", "GeneTable",
-    "PgxRecommendation", "Variant", "VariantTable", "VcfCall", "VcfGenotypes", "call_genes", "cpic_versions",
-    "facts_from_results", "gene_table", "genotypes_from_vcf", "interpret", "load_genotypes", "merge", "pgx_drugs",
-    "phenotype", "read_vcf", "recommend", "variant_table", "vkorc1_genotype",
+    "ABSENT_MODES", "BUILDS", "CPIC_DIR", "GENES", "INDETERMINATE", "TABLE_GENES", "Allele", "GeneResult",
+    "GeneTable", "Genotypes", "PgxRecommendation", "Variant", "VariantTable", "VcfCall", "VcfGenotypes",
+    "call_genes", "cpic_versions", "facts_from_results", "gene_table", "genotypes_from_vcf", "interpret",
+    "load_genotypes", "merge", "pgx_drugs", "phenotype", "read_vcf", "recommend", "variant_table",
+    "vkorc1_genotype",
 ]
 
 
@@ -85,8 +100,13 @@ def interpret(genotypes: Mapping[str, str | GeneResult] | None) -> tuple[dict[st
             results[g] = phenotype(g, call)
         except DataError as exc:
             problems.append(str(exc))
-            results[g] = indeterminate(g, None, f"could not read the call {call!r}")
+            results[g] = indeterminate(g, None, f"the call could not be read: {exc}", table=_table_of(g))
     return results, problems
+
+
+def _table_of(gene: str) -> GeneTable | None:
+    """The gene's CPIC table, for the version an Indeterminate result still cites; None for VKORC1."""
+    return gene_table(gene) if gene in TABLE_GENES else None
 
 
 def merge(vcf_results: Mapping[str, GeneResult], calls: Mapping[str, GeneResult]) -> dict[str, GeneResult]:
@@ -105,14 +125,52 @@ def merge(vcf_results: Mapping[str, GeneResult], calls: Mapping[str, GeneResult]
     return out
 
 
-def load_genotypes(vcf: str | Path | None = None, calls: Mapping[str, str] | None = None, *, build: str | None = None,
-                   sample: str | None = None, absent: str = "indeterminate") -> dict[str, GeneResult]:
-    """Genotypes for a plan from a VCF and/or direct diplotype calls (e.g. CYP2D6, which a VCF cannot resolve)."""
-    from_vcf = genotypes_from_vcf(vcf, build=build, sample=sample, absent=absent) if vcf is not None else {}
+@dataclass(frozen=True, eq=False)
+class Genotypes(Mapping[str, GeneResult]):
+    """Gene results for a plan (read like a ``{gene: GeneResult}`` mapping), the problems met reading the diplotype
+    calls (each becomes an alert in the plan) and, for a VCF, what reading it assumed: the reference build and how
+    it was known, which key positions were absent and how they were read. A plan states all of it."""
+
+    results: Mapping[str, GeneResult]
+    problems: tuple[str, ...] = ()
+    vcf: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, gene: str) -> GeneResult:
+        return self.results[gene]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+
+def load_genotypes(vcf: str | Path | None = None, calls: Mapping[str, Any] | None = None, *, build: str | None = None,
+                   sample: str | None = None, absent: str = "not-called") -> Genotypes:
+    """Genotypes for a plan from a VCF and/or direct diplotype calls (e.g. CYP2D6, which a VCF cannot resolve).
+
+    A malformed call is a problem (an alert in the plan) and its gene Indeterminate, exactly as when the calls
+    reach :func:`~precimed.planning.plan.make_plan` directly; a VCF that cannot be read raises DataError.
+    """
+    mode = absent_mode(absent)
+    from_vcf: dict[str, GeneResult] = {}
+    summary: dict[str, Any] = {}
+    if vcf is not None:
+        read = read_vcf(vcf, build=build, sample=sample)
+        from_vcf = call_genes(read, absent=mode)
+        summary = vcf_summary(read, mode)
     direct, problems = interpret(calls)
-    if problems:
-        raise DataError("; ".join(problems), column="genotypes")
-    return merge(from_vcf, direct)
+    return Genotypes(merge(from_vcf, direct), tuple(problems), summary)
+
+
+def vcf_summary(read: VcfGenotypes, absent: str) -> dict[str, Any]:
+    """What a plan states about its VCF: the file's name (never a path), the sample, the reference build and how it
+    was known, and the key positions the file does not list, per gene, with how they were read."""
+    missing = absent_positions(read)
+    return {"file": read.path, "sample": read.sample, "samples_in_file": read.samples, "build": read.build,
+            "build_from": read.build_from, "absent": absent,
+            "absent_read_as": "homozygous reference" if absent == "reference" else "not called (gene Indeterminate)",
+            "absent_positions": missing}
 
 
 def facts_from_results(results: Mapping[str, GeneResult]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -211,7 +269,13 @@ def recommend(drug: str, results: Mapping[str, GeneResult]) -> PgxRecommendation
         return make(None, [f"{g} phenotype {present[g].phenotype}" for g in present] +
                     (["if the drug is required and status is unknown, monitor closely for toxicity"]
                      if len(genes) > 1 else []))
-    # several genes (thiopurines): the most severe phenotype decides; ties go to the first listed gene
+    # several genes (thiopurines): the most severe phenotype decides; ties go to the first listed gene, except
+    # intermediate for both, which CPIC (2024 update) treats as its own, lower starting dose
+    if "both_intermediate" in entry and len(usable) == len(genes) > 1 and \
+            all(_SEVERITY.get(r.phenotype) == 2 for r in usable.values()):
+        return make(entry["both_intermediate"], notes + [
+            "intermediate for " + " and ".join(f"{g} ({r.phenotype})" for g, r in usable.items()) +
+            ": the combined recommendation applies, not either gene's alone"])
     gene = max(usable, key=lambda g: (_SEVERITY.get(usable[g].phenotype, 0), -genes.index(g)))
     rec = entry[gene][usable[gene].phenotype]
     strength = None

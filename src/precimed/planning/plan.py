@@ -55,16 +55,19 @@ def make_plan(facts: Mapping[str, Any], predictions: Mapping[str, Any] | None, *
 
     facts: the patient's facts (names from the fact schema; ``medications`` / ``planned_drugs`` / ``allergies``
     as lists). predictions: model outputs ``{name: value | {value, ci_low, ci_high}}``. rules: a loaded RuleBook
-    or a rule file / directory. genotypes: ``{gene: diplotype}``, GeneResults, or a VCF path. options: treatment
-    options ``{option: {benefit, ci_low, ci_high[, drugs]}}`` ranked by predicted benefit. provenance: what the
-    caller knows (bundle id and version, …); the plan adds rule-set, CPIC and knowledge-table versions.
+    or a rule file / directory. genotypes: ``{gene: diplotype}``, GeneResults, :class:`~precimed.planning.pgx.
+    Genotypes` (``pgx.load_genotypes``: a VCF read with its options) or a VCF path; a malformed call is an alert.
+    options: treatment options ``{option: {benefit, ci_low, ci_high[, drugs]}}`` ranked by predicted benefit.
+    provenance: what the caller knows (bundle id and version, …); the plan adds rule-set, CPIC and knowledge-table
+    versions, never a path.
     """
     issues: list[Issue] = []
     book = rules if isinstance(rules, RuleBook) else load_rules(rules)
     _check_arguments(facts, provenance)
     vocab = drug_vocabulary()
     clean, reasons, derived = _collect_facts(facts, book.schema, vocab, issues)
-    results = _apply_genotypes(genotypes, clean, reasons, issues)
+    read = _genotype_results(genotypes, issues)
+    results = _apply_genotypes(read.results, clean, reasons, issues)
     preds, ranked = _apply_model_outputs(predictions, options, book.schema, issues)
     evaluation = evaluate_rules(book, clean, preds, missing_reasons=reasons)
     scope = drugs_in_scope(clean, ranked, evaluation, vocab)
@@ -88,7 +91,8 @@ def make_plan(facts: Mapping[str, Any], predictions: Mapping[str, Any] | None, *
         "predictions": preds,
         "options": ranked,
         "recommendations": recommendations,
-        "pharmacogenomics": {"genes": {g: r.to_dict() for g, r in sorted(results.items())}},
+        "pharmacogenomics": {"genes": {g: r.to_dict() for g, r in sorted(results.items())},
+                             **({"vcf": dict(read.vcf)} if read.vcf else {})},
         "dose_suggestions": doses,
         "contraindications": _contraindications(safety, renal_lines, verdicts),
         "interactions": [{**h.to_dict(), "status": verdicts.status(p)}
@@ -96,7 +100,7 @@ def make_plan(facts: Mapping[str, Any], predictions: Mapping[str, Any] | None, *
         "conflicts": verdicts.conflicts,
         "rulesets": list(evaluation.rulesets),
         "alerts": sorted((i.to_dict() for i in issues), key=lambda a: _ALERT_ORDER[a["level"]]),
-        "not_evaluated": _not_evaluated(evaluation, safety, renal_lines),
+        "not_evaluated": _not_evaluated(evaluation, safety, renal_lines, pgx_recs, results),
         "rules_not_fired": [{"rule_id": o.rule.id, "ruleset": o.rule.ruleset,
                              **({"decided_without": list(o.missing)} if o.missing else {})}
                             for o in evaluation.not_fired],
@@ -203,14 +207,14 @@ def _kidney_constants() -> tuple[float, str, str]:
 
 
 # ----- genotypes and model outputs ---------------------------------------------------------------------------------
-def _apply_genotypes(genotypes: Any, clean: dict[str, Any], reasons: dict[str, str], issues: list[Issue]
-                     ) -> dict[str, pgx.GeneResult]:
-    """Interpret the genotypes and add the phenotype facts rules use (``CYP2D6_phenotype``, …) to `clean`.
+def _apply_genotypes(results: Mapping[str, pgx.GeneResult], clean: dict[str, Any], reasons: dict[str, str],
+                     issues: list[Issue]) -> dict[str, pgx.GeneResult]:
+    """Add the phenotype facts rules use (``CYP2D6_phenotype``, …) to `clean`.
 
     A given phenotype fact that disagrees with the genotype is set aside with the genotype's: neither is trusted.
     An indeterminate gene leaves its facts missing with the reason, so rules on it are "not evaluated".
     """
-    results = _genotype_results(genotypes, issues)
+    results = dict(results)
     pgx_facts, pgx_reasons = pgx.facts_from_results(results)
     for k, v in pgx_facts.items():
         if k in clean and clean[k] != v:
@@ -226,23 +230,36 @@ def _apply_genotypes(genotypes: Any, clean: dict[str, Any], reasons: dict[str, s
     return results
 
 
-def _genotype_results(genotypes: Any, issues: list[Issue]) -> dict[str, pgx.GeneResult]:
-    """Gene results from diplotype calls, GeneResults or a VCF path; an unreadable call is an alert, not a failure."""
+def _genotype_results(genotypes: Any, issues: list[Issue]) -> pgx.Genotypes:
+    """Gene results from diplotype calls, GeneResults, loaded :class:`~precimed.planning.pgx.Genotypes` or a VCF
+    path. A malformed call is an error alert naming the gene and the value (its gene Indeterminate), whichever way
+    the calls arrived, so the command line, the Python API and the service give the same plan."""
     if genotypes is None:
-        return {}
+        return pgx.Genotypes({})
     if isinstance(genotypes, str | Path):
         try:
-            return pgx.genotypes_from_vcf(genotypes)
-        except DataError as exc:
+            genotypes = pgx.load_genotypes(genotypes)
+        except DataError as exc:  # the message names the file by its name only
             issues.append(Issue("error", "genotype", f"genotypes not read: {exc}", "genotypes"))
-            return {}
+            return pgx.Genotypes({})
     if not isinstance(genotypes, Mapping):
         raise DataError(f"genotypes must be a mapping of gene to diplotype (or a VCF path), got "
                         f"{type(genotypes).__name__}", column="genotypes")
-    results, problems = pgx.interpret(genotypes)
-    for p in problems:
-        issues.append(Issue("error", "genotype", p, "genotypes"))
-    return results
+    if not isinstance(genotypes, pgx.Genotypes):
+        genotypes = pgx.load_genotypes(None, genotypes)
+    issues += [Issue("error", "genotype", p, "genotypes") for p in genotypes.problems]
+    _assumption_alert(genotypes.vcf, issues)
+    return genotypes
+
+
+def _assumption_alert(vcf: Mapping[str, Any], issues: list[Issue]) -> None:
+    """A warning naming each gene whose call rests on key positions absent from the VCF read as reference."""
+    if vcf.get("absent") != "reference" or not vcf.get("absent_positions"):
+        return
+    genes = "; ".join(f"{g}: {', '.join(rs)}" for g, rs in sorted(vcf["absent_positions"].items()))
+    issues.append(Issue("warning", "absent-read-as-reference", f"key positions absent from {vcf.get('file')} were "
+                        f"assumed homozygous reference (absent=reference), for {genes}; confirm the file covers "
+                        "them", "genotypes"))
 
 
 def _apply_model_outputs(predictions: Mapping[str, Any] | None, options: Mapping[str, Any] | None,
@@ -310,7 +327,7 @@ def _recommendations(evaluation: Evaluation, pgx_recs: list[pgx.PgxRecommendatio
     for rec in pgx_recs:
         p = next((p for p in verdicts.decided if p.origin == "pgx" and p.id == f"cpic-{rec.drug}"), None)
         acts = [verdicts.action_view(p)] if p is not None else []
-        status = acts[0]["status"] if acts else ("information" if rec.action == "none" else "no recommendation")
+        status = acts[0]["status"] if acts else ("information" if rec.action == "none" else "not_evaluated")
         recommendations.append({"rule_id": f"cpic-{rec.drug}", "ruleset": "CPIC", "origin": "pgx",
                                 "version": ", ".join(f"{g} {v}" for g, v in rec.versions.items()),
                                 "text": rec.text, "strength": rec.strength, "priority": 0, "source": rec.guideline,
@@ -385,11 +402,20 @@ def _review_alerts(verdicts: _Verdicts, issues: list[Issue]) -> None:
                                 f"{c['between']}; the clinician decides"))
 
 
-def _not_evaluated(evaluation: Evaluation, safety: SafetyFindings, renal_lines: list[dosing.RenalDose]
+def _not_evaluated(evaluation: Evaluation, safety: SafetyFindings, renal_lines: list[dosing.RenalDose],
+                   pgx_recs: list[pgx.PgxRecommendation], results: Mapping[str, pgx.GeneResult]
                    ) -> list[dict[str, Any]]:
-    """Everything that could not be decided for lack of facts (rules, contraindication checks, renal rules), with
-    what is missing: unknown is shown as unknown, never as "does not apply"."""
+    """Everything that could not be decided for lack of facts (rules, contraindication checks, renal rules, CPIC
+    recommendations whose genes are Indeterminate), with what is missing: unknown is shown as unknown, never as
+    "does not apply"."""
     out = [o.to_dict() for o in evaluation.not_evaluated]
+    for rec in pgx_recs:
+        if rec.action is None:
+            genes = [g for g in rec.genes if g in results and not results[g].determinate]
+            out.append({"rule_id": f"cpic-{rec.drug}", "ruleset": "CPIC", "status": "not_evaluated",
+                        "missing": [f"{g}_phenotype" for g in genes],
+                        "why": "; ".join(f"{g} indeterminate: " + "; ".join(results[g].notes) for g in genes)
+                        or rec.text})
     for cid, drug, missing in safety.undecided:
         out.append({"rule_id": cid, "ruleset": "contraindications", "status": "not_evaluated",
                     "missing": missing, "why": f"{drug}: missing " + ", ".join(missing)})

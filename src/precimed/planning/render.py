@@ -62,6 +62,8 @@ def to_fhir_careplan(plan: Mapping[str, Any]) -> dict[str, Any]:
                      + (f"; blocked by {', '.join(o['blocked_by'])}" if o["blocked_by"] else ""))
     notes += [f"Alert ({a['level']}): {a['message']}" for a in plan["alerts"]]
     notes += [f"Not evaluated: {n['rule_id']}: {n.get('why', '')}" for n in plan["not_evaluated"]]
+    if plan["pharmacogenomics"].get("vcf"):
+        notes.append(vcf_line(plan["pharmacogenomics"]["vcf"]))
     prov = plan["provenance"]
     notes.append("Provenance: " + dumps({k: prov[k] for k in prov if k != "rulesets"}, indent=None)[:4000])
     resource: dict[str, Any] = {
@@ -96,6 +98,20 @@ def _ci(lo: Any, hi: Any, digits: int = 3) -> str:
 def _cell(text: Any) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def vcf_line(vcf: Mapping[str, Any]) -> str:
+    """One sentence on the VCF a plan read: file, reference build and how it was known, how absent key positions
+    were read and which genes that touched."""
+    absent = vcf.get("absent_positions") or {}
+    text = (f"Genotypes from {vcf.get('file')} ({vcf.get('samples_in_file')} sample(s) in the file), reference build "
+            f"{vcf.get('build')} ({vcf.get('build_from')}); key positions absent from the file: "
+            f"{vcf.get('absent_read_as')}")
+    if absent:
+        text += " — " + "; ".join(f"{g}: {', '.join(rs)}" for g, rs in sorted(absent.items()))
+    else:
+        text += " — none"
+    return text + "."
 
 
 def to_markdown(plan: Mapping[str, Any]) -> str:
@@ -150,6 +166,8 @@ def to_markdown(plan: Mapping[str, Any]) -> str:
                          f"{_num(r['activity_score'], 2)} | {r['origin']} | {_cell('; '.join(r['notes']) or '–')} |")
         versions = sorted({f"{g}: {r['version']}" for g, r in genes.items() if r["version"]})
         lines += ["", "Tables: " + "; ".join(versions), ""]
+        if plan["pharmacogenomics"].get("vcf"):
+            lines += [vcf_line(plan["pharmacogenomics"]["vcf"]), ""]
     if plan["dose_suggestions"]:
         lines += ["## Dose suggestions", ""]
         for d in plan["dose_suggestions"]:
@@ -214,6 +232,7 @@ def _template() -> Any:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = _num
     env.filters["ci"] = _ci
+    env.filters["vcf_line"] = vcf_line
     return env.get_template("plan.html.j2")
 
 

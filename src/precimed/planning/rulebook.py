@@ -114,7 +114,10 @@ class RuleBook:
         return {rs.id: rs.version for rs in self.rulesets}
 
     def provenance(self) -> list[dict[str, str]]:
-        return [{"id": rs.id, "version": rs.version, "source": rs.source, "path": rs.path, "rules": str(len(rs.rules))}
+        """Each rule set by id, version, source and file name, packaged or the site's: never its path on disk,
+        which says where precimed is installed and means nothing to the plan's reader."""
+        return [{"id": rs.id, "version": rs.version, "source": rs.source, "file": Path(rs.path).name,
+                 "origin": "packaged" if Path(rs.path).parent == DEFAULT_RULES else "site", "rules": str(len(rs.rules))}
                 for rs in self.rulesets]
 
 

@@ -1,11 +1,16 @@
 """Genotypes from a VCF: the key pharmacogenomic variants by rsID (GRCh37 or GRCh38), and the gene calls they
 support.
 
-Only the variants in ``knowledge/cpic/variants.yaml`` are read. A position that was not genotyped, a no-call or
-a filtered call makes its gene Indeterminate (or, with ``absent="reference"``, a missing position is read as
-reference); an unphased pattern that fits alleles of different phenotype is Indeterminate too. A REF that differs
-from the expected one, an allele index beyond ALT or a non-diploid genotype raises
-:class:`~precimed.errors.DataError` naming the rsID and position.
+Only the variants in ``knowledge/cpic/variants.yaml`` are read, matched by rsID or, when the ID column is "." (or
+another ID), by chromosome and position. A position that was not genotyped, a no-call or a filtered call makes its
+gene Indeterminate (or, with ``absent="reference"``, a position missing from the file is read as homozygous
+reference, for variant-only VCFs, and each gene it affected says so); an unphased pattern that fits alleles of
+different phenotype is Indeterminate too. A REF that differs from the expected one, an allele index beyond ALT or
+a non-diploid genotype raises :class:`~precimed.errors.DataError` naming the rsID and position; an indel matched
+only by its position is another variant at that position and is skipped.
+
+Messages name the VCF by its file name only, and never a sample's name (an identifier): a multi-sample VCF without
+a sample chosen is refused with the number of samples.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from precimed.planning.phenotypes import (
 )
 
 BUILDS = ("GRCh37", "GRCh38")
+#: What to make of a key position the VCF does not list: the gene is not called (default), or the position is read
+#: as homozygous reference (variant-only VCFs). "indeterminate" is the older name of "not-called".
+ABSENT_MODES = ("not-called", "reference")
 _BUILD_HINTS = {"grch38": "GRCh38", "hg38": "GRCh38", "grch37": "GRCh37", "hg19": "GRCh37", "b37": "GRCh37",
                 "hs37d5": "GRCh37", "human_g1k_v37": "GRCh37"}
 
@@ -52,6 +60,8 @@ class VcfGenotypes:
     calls: Mapping[str, VcfCall]
     notes: tuple[str, ...] = ()
     path: str = "<vcf>"
+    build_from: str = "given"  # given | header | inferred from the positions of the key variants
+    samples: int = 1  # how many samples the file holds
 
 
 def _norm_chrom(c: str) -> str:
@@ -99,14 +109,7 @@ def read_vcf(source: str | Path, *, build: str | None = None, sample: str | None
         records.append((lineno, fields))
     if samples is None:
         raise DataError(f"{where}: no #CHROM header line; not a VCF", column="vcf")
-    if sample is None:
-        if len(samples) > 1:
-            raise DataError(f"{where}: {len(samples)} samples {samples[:5]}; pass the sample to read", column="sample")
-        idx = 0
-    else:
-        if sample not in samples:
-            raise DataError(f"{where}: sample {sample!r} not in the VCF; samples: {samples[:10]}", column="sample")
-        idx = samples.index(sample)
+    idx = _sample_index(samples, sample, where)
     # which records are ours, and on which build
     matched: list[tuple[int, list[str], Variant, set[str]]] = []
     for lineno, f in records:
@@ -120,24 +123,21 @@ def read_vcf(source: str | Path, *, build: str | None = None, sample: str | None
         fits = {b for b in BUILDS
                 if by_pos[b].get((chrom, p)) is not None and (v is None or by_pos[b][(chrom, p)] is v)}
         if v is None and fits:
-            v = by_pos[next(iter(fits))][(chrom, p)]
+            if not _is_snv(f):
+                continue  # another variant (an indel) at a key position, matched by position only: not ours
+            stated = build or header_build
+            v = by_pos[stated if stated in fits else min(fits)][(chrom, p)]
         if v is None:
             continue
         if v.chrom != chrom:
             raise DataError(f"{where} line {lineno}: {v.rsid} is on chromosome {v.chrom}, the VCF says {f[0]}",
                             column=v.rsid)
         matched.append((lineno, f, v, fits))
-    chosen = build or header_build
+    chosen, build_from = (build, "given") if build else (header_build, "header")
     notes = []
     if chosen is None:
-        votes = {b: sum(1 for *_, fits in matched if b in fits) for b in BUILDS}
-        if not matched or max(votes.values()) == 0:
-            raise DataError(f"{where}: cannot tell the reference build (no header hint and none of the key variants "
-                            "at a GRCh37 or GRCh38 position); pass build='GRCh37' or 'GRCh38'", column="build")
-        if votes["GRCh37"] and votes["GRCh38"]:
-            raise DataError(f"{where}: key variants sit at both GRCh37 ({votes['GRCh37']}) and GRCh38 "
-                            f"({votes['GRCh38']}) positions; pass the build", column="build")
-        chosen = max(votes, key=votes.__getitem__)
+        chosen = _infer_build(matched, where)
+        build_from = "inferred from the positions of the key variants"
         notes.append(f"reference build {chosen} inferred from the positions of the key variants")
     calls: dict[str, VcfCall] = {}
     for lineno, f, v, _ in matched:
@@ -150,21 +150,52 @@ def read_vcf(source: str | Path, *, build: str | None = None, sample: str | None
         if v.rsid in calls:
             raise DataError(f"{where} line {lineno}: {v.rsid} appears twice", column=v.rsid)
         calls[v.rsid] = _genotype(f, v, idx, where=f"{where} line {lineno}")
-    return VcfGenotypes(chosen, samples[idx], calls, tuple(notes), where)
+    return VcfGenotypes(chosen, samples[idx], calls, tuple(notes), where, build_from, len(samples))
+
+
+def _sample_index(samples: list[str], sample: str | None, where: str) -> int:
+    """The column of the chosen sample. Sample names are identifiers, so a refusal gives their number, never them."""
+    if sample is None:
+        if len(samples) > 1:
+            raise DataError(f"{where}: {len(samples)} samples; choose one with --sample", column="sample")
+        return 0
+    if sample not in samples:
+        raise DataError(f"{where}: the sample chosen with --sample is not among the file's {len(samples)} sample(s)",
+                        column="sample")
+    return samples.index(sample)
+
+
+def _is_snv(fields: list[str]) -> bool:
+    """A single-nucleotide record: one-letter REF and ALTs (symbolic ``<NON_REF>`` / ``*`` ALTs aside)."""
+    alts = [a for a in fields[4].split(",") if a not in (".", "", "*") and not a.startswith("<")]
+    return len(fields[3]) == 1 and all(len(a) == 1 for a in alts)
+
+
+def _infer_build(matched: list[tuple[int, list[str], Variant, set[str]]], where: str) -> str:
+    """The build whose positions the key variants sit at; DataError when none or both fit."""
+    votes = {b: sum(1 for *_, fits in matched if b in fits) for b in BUILDS}
+    if not matched or max(votes.values()) == 0:
+        raise DataError(f"{where}: cannot tell the reference build (no header hint and none of the key variants "
+                        "at a GRCh37 or GRCh38 position); pass the build (--build GRCh37 or GRCh38)", column="build")
+    if votes["GRCh37"] and votes["GRCh38"]:
+        raise DataError(f"{where}: key variants sit at both GRCh37 ({votes['GRCh37']}) and GRCh38 "
+                        f"({votes['GRCh38']}) positions; pass the build (--build)", column="build")
+    return max(votes, key=votes.__getitem__)
 
 
 def _vcf_text(source: str | Path) -> tuple[str, str]:
+    """The VCF's text and how messages name it: its file name only (a server path is not the user's business)."""
     if isinstance(source, str) and "\n" in source:
         return source, "<vcf text>"
     path = Path(source)
     if not path.is_file():
-        raise DataError(f"{path}: no such VCF file", column="vcf")
+        raise DataError(f"{path.name}: no such VCF file", column="vcf")
     if path.suffix == ".gz":
         import gzip
 
         with gzip.open(path, "rt") as fh:
-            return fh.read(), str(path)
-    return path.read_text(), str(path)
+            return fh.read(), path.name
+    return path.read_text(), path.name
 
 
 def _genotype(f: list[str], v: Variant, idx: int, *, where: str) -> VcfCall:
@@ -200,11 +231,28 @@ def _genotype(f: list[str], v: Variant, idx: int, *, where: str) -> VcfCall:
     return VcfCall(v.rsid, sum(1 for a in seen if a == v.alt), gt)
 
 
-def call_genes(vcf: VcfGenotypes, *, absent: str = "indeterminate") -> dict[str, GeneResult]:
+def absent_mode(absent: str) -> str:
+    """``absent`` checked: "not-called" (alias "indeterminate") or "reference"; DataError otherwise."""
+    mode = "not-called" if absent == "indeterminate" else absent
+    if mode not in ABSENT_MODES:
+        raise DataError(f"absent must be one of {list(ABSENT_MODES)}, got {absent!r}", column="absent")
+    return mode
+
+
+def absent_positions(vcf: VcfGenotypes) -> dict[str, list[str]]:
+    """Per gene, the key variants (rsIDs) the VCF does not list at all (no record, as opposed to a no-call)."""
+    out: dict[str, list[str]] = {}
+    for v in variant_table().variants:
+        if v.rsid not in vcf.calls:
+            out.setdefault(v.gene, []).append(v.rsid)
+    return out
+
+
+def call_genes(vcf: VcfGenotypes, *, absent: str = "not-called") -> dict[str, GeneResult]:
     """Gene results from the key variants. ``absent="reference"`` reads a key position missing from the VCF as
-    homozygous reference (for variant-only VCFs); the default reports the gene Indeterminate."""
-    if absent not in ("indeterminate", "reference"):
-        raise DataError(f"absent must be 'indeterminate' or 'reference', got {absent!r}", column="absent")
+    homozygous reference (for variant-only VCFs) and says so in the gene's notes; the default ("not-called")
+    reports the gene Indeterminate."""
+    mode = absent_mode(absent)
     vt = variant_table()
     out = {}
     for gene, spec in vt.alleles.items():
@@ -213,7 +261,7 @@ def call_genes(vcf: VcfGenotypes, *, absent: str = "indeterminate") -> dict[str,
         problems, assumed = [], []
         for v in variants:
             call = vcf.calls.get(v.rsid)
-            if call is None and absent == "reference":
+            if call is None and mode == "reference":
                 counts[v.rsid] = 0
                 assumed.append(v.rsid)
             elif call is None or call.alt_copies is None:
@@ -226,7 +274,8 @@ def call_genes(vcf: VcfGenotypes, *, absent: str = "indeterminate") -> dict[str,
         result = _call_gene(gene, spec, counts)
         notes = list(result.notes)
         if assumed:
-            notes.append(f"absent from the VCF, read as reference: {assumed}")
+            notes.append(f"assumed homozygous reference (absent positions read as reference): {len(assumed)} of "
+                         f"{len(variants)} key position(s) not in the VCF: {', '.join(assumed)}")
         notes.append(f"called from {len(variants)} key variant(s) on {vcf.build}; alleles defined by other variants "
                      "cannot be seen")
         out[gene] = replace(result, origin="vcf", notes=tuple(notes))
@@ -291,6 +340,6 @@ def _call_dpyd(ref: str, defined: Mapping[str, list[str]], counts: Mapping[str, 
 
 
 def genotypes_from_vcf(source: str | Path, *, build: str | None = None, sample: str | None = None,
-                       absent: str = "indeterminate") -> dict[str, GeneResult]:
+                       absent: str = "not-called") -> dict[str, GeneResult]:
     """read_vcf + call_genes."""
     return call_genes(read_vcf(source, build=build, sample=sample), absent=absent)

@@ -55,16 +55,45 @@ def effects_for(effects_dir: Path, patient_id: str) -> tuple[dict, dict, dict]:
     return preds, options, provenance
 
 
+def key_positions() -> list[dict[str, str]]:
+    """The key pharmacogenomic positions a VCF given to a plan is read at: gene, rsID, HGVS name, chromosome,
+    GRCh37 and GRCh38 positions, REF and ALT (forward strand). ``precimed plan --key-positions`` prints them."""
+    return [{"gene": v.gene, "rsid": v.rsid, "hgvs": v.hgvs, "chrom": v.chrom, "grch37": str(v.pos["GRCh37"]),
+             "grch38": str(v.pos["GRCh38"]), "ref": v.ref, "alt": v.alt} for v in pgx.variant_table().variants]
+
+
+def _genotypes(calls: dict, vcf: Path | None, *, sample: str | None, absent: str, build: str | None
+               ) -> pgx.Genotypes:
+    """The patient's genotypes: the VCF's (when given) merged with the file's diplotype calls, read the same way
+    with or without a VCF, so a malformed call is an alert either way. VCF options without a VCF are refused."""
+    if vcf is None:
+        given = [name for name, value in (("--sample", sample), ("--build", build)) if value is not None]
+        if absent != "not-called":
+            given.append("--absent")
+        if given:
+            raise ConfigError(f"{', '.join(given)} set how a VCF is read, and no VCF was given; pass one with "
+                              "--genotypes")
+    return pgx.load_genotypes(vcf, calls, build=build, sample=sample, absent=absent)
+
+
 def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None = None, genotypes: Path | None = None,
-                 model: str | None = None, effects: Path | None = None, effects_id: str | None = None) -> dict:
+                 model: str | None = None, effects: Path | None = None, effects_id: str | None = None,
+                 sample: str | None = None, absent: str = "not-called", build: str | None = None) -> dict:
     """The plan for the patient in `patient` (JSON: facts, model_input, genotypes, options).
 
     The bundle's predictions replace any example predictions the file carries; without a bundle the plan
     uses the file's predictions, and says so in its provenance. With `effects` (an effects run folder) the
     options' benefits and intervals come from that run's cross-fitted per-patient effects: an option of the
     patient file whose `arm` names an effects arm keeps its drugs and takes the run's numbers.
+
+    `genotypes` is a VCF of the key positions (:func:`key_positions`); `sample` picks one sample of a
+    multi-sample VCF, `absent="reference"` reads a key position the file does not list as homozygous reference
+    (variant-only VCFs; the plan states it for each gene it affected), and `build` overrides the reference build
+    otherwise taken from the header or inferred from the positions (the plan states which, and how it was known).
     """
+    patient = Path(patient)
     p = load_patient(patient)
+    g = _genotypes(p.genotypes, genotypes, sample=sample, absent=absent, build=build)
     preds = dict(p.predictions)
     options = dict(p.options)
     provenance: dict = {"created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -99,20 +128,21 @@ def plan_patient(bundle_dir: Path | None, patient: Path, *, rules: Path | None =
         for arm, spec in by_arm.items():
             if not any(s.get("arm") == arm for s in linked.values()):
                 options[arm] = spec
-    g = pgx.load_genotypes(genotypes, p.genotypes) if genotypes else p.genotypes
     return make_plan(p.facts, preds, rules=load_rules(rules), genotypes=g, options=options, provenance=provenance)
 
 
 def plan(patient: Path | str, *, bundle: Path | str | None = None, rules: Path | str | None = None,
          genotypes: Path | str | None = None, model: str | None = None, effects: Path | str | None = None,
-         effects_id: str | None = None) -> dict:
+         effects_id: str | None = None, sample: str | None = None, absent: str = "not-called",
+         build: str | None = None) -> dict:
     """A treatment plan for one patient file: predictions, guideline rules, PGx, doses, interactions, each
     line with its reason. Without a bundle it uses the file's predictions (and never imports torch).
 
-    The public ``precimed.plan``; ``precimed plan`` and the service call :func:`plan_patient` beneath it.
+    The public ``precimed.plan``; ``precimed plan`` calls :func:`plan_patient` beneath it, and the service's
+    plans go through the same ``make_plan`` (a malformed diplotype is the same alert on every path).
     """
     return plan_patient(_path(bundle), Path(patient), rules=_path(rules), genotypes=_path(genotypes), model=model,
-                        effects=_path(effects), effects_id=effects_id)
+                        effects=_path(effects), effects_id=effects_id, sample=sample, absent=absent, build=build)
 
 
 def _path(value: Path | str | None) -> Path | None:
