@@ -34,9 +34,10 @@ class SourceConfig(_Strict):
     def _one_origin(self) -> SourceConfig:
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (a built-in cohort) or 'path' (a CSV/Parquet/JSON file)")
-        for text in ([self.filter] if self.filter else []) + list(self.derive.values()):
+        places = [("filter", self.filter)] if self.filter else []
+        for place, text in places + [(f"derived column {k!r}", v) for k, v in self.derive.items()]:
             try:
-                expressions.parse(text)
+                expressions.parse(text, where=place)
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         return self
