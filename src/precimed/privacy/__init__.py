@@ -18,12 +18,12 @@ from precimed.privacy.dicom import deidentify_dataset, deidentify_dicom
 from precimed.privacy.fhir import deidentify_bundle, deidentify_bundle_file
 from precimed.privacy.kanon import KAnonymityReport, achieve_k, generalize, kanonymity_report
 from precimed.privacy.note_corpus import evaluate_notes, generate_notes
-from precimed.privacy.notes import PHI_TYPES, Span, detect_phi, redact, redact_text
+from precimed.privacy.notes import NOTES_MODES, PHI_TYPES, KnownIdentifiers, Span, detect_phi, redact, redact_text
 from precimed.privacy.policy import DeidReport, Policy, load_policy, parse_policy
 from precimed.privacy.pseudonym import KeyMaterial, Pseudonymizer, load_key, new_key_file
 from precimed.privacy.safe_harbor import generalize_age, generalize_zip, restricted_zip3, safe_harbor_identifiers
 from precimed.privacy.scan import scan_frame, scan_values
-from precimed.privacy.tables import TABLE_SUFFIXES, deidentify_file, deidentify_table
+from precimed.privacy.tables import TABLE_SUFFIXES, deidentify_file, deidentify_table, refuse_clashes
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 FHIR_SUFFIXES = (".json",)
@@ -52,20 +52,27 @@ def input_kind(path: str | Path) -> str:
 
 def deidentify_path(input: str | Path, output: str | Path, policy_path: str | Path | None = None,
                     key_file: str | Path | None = None, key_env: str | None = None, *,
-                    overwrite: bool = False) -> DeidReport:
-    """De-identify a table, FHIR bundle or DICOM file/folder into `output`; return the report."""
+                    overwrite: bool = False, notes_mode: str | None = None) -> DeidReport:
+    """De-identify a table, FHIR bundle or DICOM file/folder into `output`; return the report.
+
+    `notes_mode` ("strict" / "allowlist") overrides the policy's ``options.text.mode`` for a table's notes.
+    """
     kind = input_kind(input)
     if kind == "table":
         if policy_path is None:
             raise ConfigError("a table needs a policy (--policy POLICY.yaml) declaring each column's role")
-        return deidentify_file(input, output, policy_path, key_file, key_env, overwrite=overwrite)
+        return deidentify_file(input, output, policy_path, key_file, key_env, overwrite=overwrite,
+                               notes_mode=notes_mode)
     if kind == "fhir":
         return deidentify_bundle_file(input, output, policy_path, key_file, key_env, overwrite=overwrite)
     return deidentify_dicom(input, output, policy_path, key_file, key_env, overwrite=overwrite)
 
 
 __all__ = [
+    "NOTES_MODES",
     "PHI_TYPES",
+    "KnownIdentifiers",
+    "refuse_clashes",
     "DateShifter",
     "DeidReport",
     "KAnonymityReport",

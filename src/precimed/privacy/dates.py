@@ -4,7 +4,11 @@ Every date of one patient moves by the same whole number of days, ``shift_days(p
 keyed HMAC of the patient id mapped into ``[-max_days, -1] ∪ [1, max_days]`` (never 0). The same key
 and patient id give the same shift in every table, note, FHIR resource and DICOM file, so intervals
 between a patient's events (length of stay, time to event) are preserved exactly, while the calendar
-dates are not. Times of day and weekdays-modulo-7 are *not* preserved (the shift is not a multiple of 7).
+dates are not. Times of day are kept; weekdays are not (the shift is not a multiple of 7). In table
+columns a time with a UTC offset or a time zone is converted to UTC first, whether it arrives as text
+or as a time-zone-aware column, so the same instant always shifts to the same instant and intervals
+across offsets (daylight saving) stay exact; the output is written in UTC without an offset. FHIR
+strings keep their own offset (:func:`shift_fhir_date`).
 
 Shifting is pseudonymization (it is reversible with the key). HIPAA Safe Harbor instead wants all
 elements of dates except the year removed: ``mode="year"``.
@@ -70,8 +74,8 @@ def parse_dates(values: pd.Series) -> tuple[pd.Series, pd.Series, bool]:
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
-        if getattr(parsed.dt, "tz", None) is not None:
-            parsed = parsed.dt.tz_localize(None)
+        if getattr(parsed.dt, "tz", None) is not None:  # as for text with an offset: the instant, in UTC
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         missing = parsed.isna()
         return parsed, pd.Series(False, index=values.index), bool(_has_time(parsed[~missing]))
     codes, uniques = pd.factorize(values, use_na_sentinel=True)

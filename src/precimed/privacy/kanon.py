@@ -14,6 +14,7 @@ suppressing; then it suppresses (drops) the rows still in classes smaller than k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -92,12 +93,17 @@ GENERALIZATIONS: dict[str, tuple[str, int]] = {
 }
 
 
+_AGE_NAME = re.compile(r"(?:.*[_\s.-])?age(?:s|d)?(?:[_\s.-].*|_?at.*|_?years?|_?yrs?)?")
+
+
 def infer_hierarchy(column: str, values: pd.Series | None = None) -> str:
     """Guess a hierarchy from a column's name: age, zip, date, or none."""
     lower = column.lower()
     if "zip" in lower or "postal" in lower or "postcode" in lower:
         return "zip"
-    if (lower.startswith("age") or lower.endswith("_age")) and (values is None or _mostly_numeric(values)):
+    if _AGE_NAME.fullmatch(lower):
+        return "age"  # an age column is always capped, whatever text some of its values hold
+    if lower.startswith("age") and (values is None or _mostly_numeric(values)):
         return "age"
     if "date" in lower or "dob" in lower or "birth" in lower or lower.endswith("_dt"):
         return "date"

@@ -1,38 +1,73 @@
-"""Free-text PHI detection and redaction for clinical notes, offline and rule-based.
+"""Free-text PHI detection and redaction for clinical notes, offline and rule-based, in two modes.
 
-Detected types: NAME, DATE, PHONE, EMAIL, ID (MRN, SSN, account and other record numbers), ADDRESS
-(street addresses, PO boxes, "City, ST 12345"), AGE (ages over 89 only: Safe Harbor allows younger
-ages), URL and IP.
+Detected types: NAME, DATE, PHONE, EMAIL, ID (MRN, SSN, Medicare, health-plan, licence-plate, VIN,
+device serial and other record numbers), ADDRESS (street addresses with units, PO boxes, ZIP codes,
+city and town names), AGE (ages over 89 only: Safe Harbor allows younger ages, in digits, words or
+phrases), URL and IP; in the allowlist mode also OTHER (a word outside the allowlist).
 
-How names are found (no model download, no network):
-  1. a title before the name: "Dr. Okafor", "Mrs. Maria Lopez";
-  2. a credential after it: "Jane Doe, MD", "Sam Lee RN";
-  3. a context word before it: "Patient: ...", "spoke with ...", "wife ...", "signed by ...";
-  4. the name lexicon shipped in ``names.yaml`` (given names and surnames): a lexicon token, extended to
-     the capitalized name tokens beside it ("Maria Quackenbush", "Thaddeus Smith"), and "Last, First".
-     Lexicon names that are also common words ("Will", "May", "Brown") count only beside another name
-     token; eponyms followed by a clinical word ("Parkinson disease", "Foley catheter") are not names.
+- ``mode="strict"`` (default): the patterns of :mod:`precimed.privacy.note_patterns` and the names of
+  :mod:`precimed.privacy.note_names` (lexicon, titles, contexts, credentials, in any case and script).
+- ``mode="allowlist"`` (Philter-style): the strict spans, plus every word that is not on the allowlist
+  (the 30,000 most frequent English words of ``wordfreq`` less the name lexicon, the shipped medical
+  vocabulary, stop words, and short capitalised abbreviations). Higher recall, lower precision.
+
+The structured columns of the note's own row (the patient's name, phone, e-mail, MRN, SSN ...) are
+searched for in the note whatever its spelling (:class:`KnownIdentifiers`): name words in any case or
+accent, digits with any separators, e-mails written "name at host dot org".
 
 Replacement (:func:`redact`): typed tags ``[NAME]``, ``[DATE]``, ``[PHONE]``, ``[EMAIL]``, ``[ID]``,
-``[ADDRESS]``, ``[URL]``, ``[IP]``; ages over 89 become ``90+``; with ``shift_days`` dates are
-shifted by the patient's offset and written in their original format (a date that cannot be parsed
-becomes ``[DATE]``). Precision and recall are measured on a synthetic labelled note set
-(:mod:`precimed.privacy.note_corpus`).
+``[ADDRESS]``, ``[URL]``, ``[IP]``, ``[REDACTED]``; ages over 89 become ``90+``; with ``shift_days``
+dates are shifted by the patient's offset and written in their original format. A date that cannot be
+shifted becomes ``[DATE]``, and so does anything left that still looks like a date (three numbers
+with / . or - between them, a month name beside a number): a note is never released with a date left
+unshifted beside shifted ones. With ``uncertain="fail"`` such a note raises :class:`UncertainDateError`
+instead. Precision and recall: the synthetic set of :mod:`precimed.privacy.note_corpus` and the
+hand-written adversarial set of :mod:`precimed.privacy.note_eval`.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
 from importlib import resources
+from typing import Literal
 
 import yaml
 
-PHI_TYPES = ("NAME", "DATE", "PHONE", "EMAIL", "ID", "ADDRESS", "AGE", "URL", "IP")
+from precimed.errors import DataError
+from precimed.privacy.note_names import PARTICLES, TOKEN, name_spans, name_words
+from precimed.privacy.note_patterns import (
+    CITY_STATE_ZIP_RE,
+    EMAIL_RE,
+    IPV4_RE,
+    MONTHS,
+    MONTHS_I,
+    PATTERNS,
+    PHONE_RE,
+    SSN_RE,
+    STATES,
+    STREET_RE,
+    STREET_SUFFIX,
+    URL_RE,
+    age_over_89,
+    ambiguous_lowercase_month,
+    place_spans,
+    valid_numeric_date,
+)
+from precimed.privacy.vocabulary import ALLOW_RANK, _ranked_words, fold, is_medical, lexicon_names, number_value
+
+PHI_TYPES = ("NAME", "DATE", "PHONE", "EMAIL", "ID", "ADDRESS", "AGE", "URL", "IP", "OTHER")
+NotesMode = Literal["strict", "allowlist"]
+NOTES_MODES: tuple[str, ...] = ("strict", "allowlist")
+
+__all__ = ["CITY_STATE_ZIP_RE", "EMAIL_RE", "IPV4_RE", "MONTHS", "NOTES_MODES", "PHI_TYPES", "PHONE_RE", "SSN_RE",
+           "STATES", "STREET_RE", "STREET_SUFFIX", "URL_RE", "KnownIdentifiers", "Span", "UncertainDateError",
+           "detect_phi", "name_lexicon", "redact", "redact_text", "shift_date_text"]
 
 
 @dataclass(frozen=True, order=True)
@@ -42,6 +77,10 @@ class Span:
     start: int
     end: int
     kind: str
+
+
+class UncertainDateError(DataError):
+    """A note holds date-like text that could not be shifted (policy ``options.text.uncertain_dates: fail``)."""
 
 
 # ---------------------------------------------------------------------------------------------- lexicon
@@ -65,7 +104,7 @@ def _lexicon_data() -> dict:
 
 @cache
 def name_lexicon() -> Lexicon:
-    """The shipped name lexicon (``names.yaml``)."""
+    """The shipped name lexicon (``names.yaml``) as written (capitalized)."""
     data = _lexicon_data()
     ambiguous = frozenset(data["ambiguous_first_names"]) | frozenset(data["ambiguous_last_names"])
     first = frozenset(data["first_names"]) - ambiguous
@@ -74,225 +113,178 @@ def name_lexicon() -> Lexicon:
     return Lexicon(first, last, ambiguous, frozenset(data["eponyms"]), heads)
 
 
-_NAME_TOKEN = r"(?:[A-Z][a-z]*'[A-Z][a-z]+|Mc[A-Z][a-z]+|[A-Z][a-z]+(?:-[A-Z][a-z]+)?)"
-_INITIAL = r"[A-Z]\."
-_CAPS_LAST_FIRST = r"[A-Z][A-Z'-]+,[ \t]+[A-Z][A-Z'-]+"
-_NAME_SEQ = rf"{_NAME_TOKEN}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_NAME_TOKEN}){{0,2}}"
+# ---------------------------------------------------------------------------------- the row's own values
+@dataclass(frozen=True)
+class KnownIdentifiers:
+    """Identifiers of the note's own row, searched for in the note in any spelling.
 
-# ---------------------------------------------------------------------------------------------- patterns
-MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
-STATES = (r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
-          r"NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)")
-STREET_SUFFIX = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
-                 r"Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl)")
+    names: folded name words (any case or accent matches); patterns: (type, regex) for digit strings
+    (any separators, and the last seven digits of a phone number), e-mails (also "at"/"dot" spelled
+    out) and other values (case-insensitive, any spacing).
+    """
 
-EMAIL_RE = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
-URL_RE = r"(?:https?://|www\.)[^\s<>\"'\])]+"
-IPV4_RE = r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-SSN_RE = r"\d{3}-\d{2}-\d{4}"
-PHONE_RE = r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
-STREET_RE = (rf"\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:\d+(?:st|nd|rd|th)|[A-Z][a-zA-Z]+)\.?\s+){{1,3}}{STREET_SUFFIX}\b\.?"
-             rf"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*[\w-]+)?")
-CITY_STATE_ZIP_RE = rf"(?:[A-Z][a-zA-Z]+\s){{0,2}}[A-Z][a-zA-Z]+,\s*{STATES}\s+\d{{5}}(?:-\d{{4}})?"
+    names: frozenset[str] = frozenset()
+    patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
 
-_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [  # (type, regex, group holding the PHI)
-    ("EMAIL", re.compile(rf"\b{EMAIL_RE}\b"), 0),
-    ("URL", re.compile(rf"\b{URL_RE}"), 0),
-    ("IP", re.compile(rf"(?<![\d.]){IPV4_RE}(?![\d.]*\d)"), 0),
-    ("ID", re.compile(rf"\b{SSN_RE}\b"), 0),
-    ("ID", re.compile(
-        r"(?i:\b(?:MRN|MR\s?#|medical\s+record(?:\s+(?:number|no\.?))?|record\s*#|acct\.?|account"
-        r"(?:\s+(?:number|no\.?))?|patient\s+id|pt\s+id|member\s+id|policy(?:\s+(?:number|no\.?))?|insurance\s+id|"
-        r"license(?:\s+(?:number|no\.?))?|SSN|encounter(?:\s+(?:number|no\.?))?|CSN|FIN|ID))"
-        r"[ \t]*(?:#|no\.?|number)?[ \t]*[:#]?[ \t]*((?:[A-Z]{1,3}-?)?\d[\dA-Z-]{3,}[\dA-Z]|\d{4,})\b"), 1),
-    ("PHONE", re.compile(rf"(?<![\w/.-]){PHONE_RE}(?![\w-])"), 0),
-    ("PHONE", re.compile(r"(?<![\w+])\+\d{1,3}[\s.-]?\(?\d{1,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?![\w-])"), 0),
-    ("PHONE", re.compile(r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|fax|call(?:ed)?|reach(?:ed)?\s+at|"
-                         r"contact(?:\s+number)?)\b)[^\d\n]{0,15}(?<![\d-])(\d{3}[-.]\d{4})\b"), 1),
-    ("DATE", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?\b"), 0),
-    ("DATE", re.compile(r"(?<![\d/.-])\d{1,2}[/-]\d{1,2}[/-](?:\d{4}|\d{2})(?![\d/-])"), 0),
-    ("DATE", re.compile(r"(?<![\d.])\d{1,2}\.\d{1,2}\.(?:\d{4}|\d{2})(?![\d.]*\d)"), 0),
-    ("DATE", re.compile(rf"\b\d{{1,2}}-{MONTHS}-(?:\d{{4}}|\d{{2}})\b"), 0),
-    ("DATE", re.compile(rf"\b{MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?(?!\d)"), 0),
-    ("DATE", re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{MONTHS}\.?(?:,?\s+\d{{4}})?\b"), 0),
-    ("DATE", re.compile(rf"\b{MONTHS}\.?,?\s+\d{{4}}\b"), 0),
-    ("DATE", re.compile(r"(?i:\b(?:on|since|from|until|through|thru|dated|date:?|seen|admitted|discharged|before|after|"
-                        r"removed|placed|started|stopped|scheduled|performed|last|next)\s+)"
-                        r"(\d{1,2}/\d{1,2})(?![\d/])"), 1),
-    ("ADDRESS", re.compile(rf"\b{STREET_RE}(?:,?\s+{CITY_STATE_ZIP_RE})?"), 0),
-    ("ADDRESS", re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b"), 0),
-    ("ADDRESS", re.compile(rf"\b{CITY_STATE_ZIP_RE}\b"), 0),
-    ("AGE", re.compile(r"(?<![\d.])(9\d|1[0-2]\d)(?=\s*-?\s*(?:years?|yrs?|y/o|y\.o\.|yo)\b)"), 1),
-    ("AGE", re.compile(r"(?i:\b(?:age[ds]?|aged)\s*:?\s*)(9\d|1[0-2]\d)\b"), 1),
-    ("AGE", re.compile(r"(?<![\d.])(9\d|1[0-2]\d)(?=[MF]\b)"), 1),
-    ("ID", re.compile(r"\b[A-Z]{1,3}\d{6,10}\b"), 0),
-    ("ID", re.compile(r"(?<![\d.,$])\d{7,10}(?![\d.,]\d|\s*(?:mg|mcg|g|mL|units?)\b)"), 0),
-]
+    @classmethod
+    def from_values(cls, values: Iterable[object]) -> KnownIdentifiers:
+        names: set[str] = set()
+        patterns: list[tuple[str, re.Pattern[str]]] = []
+        for value in values:
+            text = _value_text(value)
+            if text is not None:
+                _add_value(text, names, patterns)
+        return cls(frozenset(names), tuple(patterns))
 
-_TITLE = re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Miss|Mx|Prof|Doctor)\.?[ \t]+({_NAME_SEQ})")
-_CREDENTIAL = re.compile(rf"\b({_NAME_TOKEN}(?:[ \t]+{_INITIAL})?[ \t]+{_NAME_TOKEN}),?[ \t]+"
-                         r"(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PharmD|PhD|LCSW|CNA|APRN)\b")
-_CONTEXT = re.compile(
-    r"(?i:\b(?:patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|dictated\s+by|"
-    r"attending|resident|seen\s+by|spoke\s+(?:with|to)|discussed\s+with|accompanied\s+by|contact|pcp|met\s+with|"
-    r"seeing|saw|visited\s+by|"
-    r"referring\s+physician|wife|husband|daughter|son|mother|father|sister|brother|partner|friend|"
-    r"caregiver|guardian|cc|emergency\s+contact|next\s+of\s+kin|nok)\b)"
-    rf"[ \t]*(?:is\s+|was\s+)?[:,-]?[ \t]*({_NAME_TOKEN},[ \t]+{_NAME_TOKEN}|{_NAME_SEQ}|{_CAPS_LAST_FIRST})"
-)
-# "Rosalind Thistlewood is a 67-year-old ...": the name before an age statement
-_BEFORE_AGE = re.compile(rf"({_NAME_SEQ})[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{{1,3}}\s*-?\s*"
-                         r"(?:years?|yrs?|yo|y/o|y\.o\.)\b")
-# Two or three capitalized tokens inside a sentence (not after . ! ? : or a line start): "... seeing Ann Bo ..."
-_MID_SENTENCE = re.compile(rf"(?<=[a-z,;(] )({_NAME_TOKEN}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_NAME_TOKEN}){{1,2}})\b")
-_LAST_FIRST = re.compile(rf"\b({_NAME_TOKEN}),[ \t]+({_NAME_TOKEN})(?:[ \t]+{_INITIAL})?")
-_CAPS_WORD = re.compile(r"\b[A-Z][A-Za-z'-]*[a-zA-Z]\b")
-
-STOP_WORDS = frozenset(_lexicon_data()["stop_words"])
-INSTITUTION_WORDS = frozenset(_lexicon_data()["institution_words"])
-
-_PRIORITY = {"EMAIL": 0, "URL": 1, "IP": 2, "ID": 3, "PHONE": 4, "DATE": 5, "ADDRESS": 6, "AGE": 7, "NAME": 8}
+    def __bool__(self) -> bool:
+        return bool(self.names or self.patterns)
 
 
-def _valid_date(text: str) -> bool:
-    """Reject numeric "dates" whose month/day are impossible (e.g. 45/12/20)."""
-    m = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})(?:[/.-](\d{2}|\d{4}))?", text)
-    if m is None:
-        return True
-    month, day = int(m.group(1)), int(m.group(2))
-    return 1 <= month <= 12 and 1 <= day <= 31
-
-
-def _looks_like_date(text: str) -> bool:
-    return bool(re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{2,4}", text))
-
-
-def _trim_name(text: str, start: int) -> tuple[int, int] | None:
-    """Cut a matched name sequence at its first stop word; drop trailing initials."""
-    out = []
-    for t in re.finditer(r"\S+", text):
-        word = t.group()
-        if not re.fullmatch(_INITIAL, word) and word.rstrip(".") in STOP_WORDS:
-            break
-        out.append(t)
-    while out and re.fullmatch(_INITIAL, out[-1].group()):
-        out.pop()
-    if not out:
+def _value_text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
         return None
-    return start + out[0].start(), start + out[-1].end()
+    text = str(value).strip()
+    return text if text and len(text) <= 200 and text not in ("NA", "NaN", "nan", "null", "None") else None
 
 
-def _name_spans(text: str, lex: Lexicon) -> list[Span]:
-    spans: list[Span] = []
-    for regex in (_TITLE, _CREDENTIAL, _CONTEXT, _BEFORE_AGE):
-        for m in regex.finditer(text):
-            trimmed = _trim_name(m.group(1), m.start(1))
-            if trimmed is None:
-                continue
-            a, b = trimmed
-            if regex in (_CONTEXT, _BEFORE_AGE) and any(t in INSTITUTION_WORDS for t in text[a:b].split()):
-                continue
-            spans.append(Span(a, b, "NAME"))
-    for m in _MID_SENTENCE.finditer(text):
-        tokens = m.group(1).split()
-        before = text[max(0, m.start(1) - 60):m.start(1)].split()
-        if not before or not re.fullmatch(r"[a-z]+|\S*[,;(]", before[-1]):
-            continue  # the previous word is capitalized (a term like "Glasgow Coma Scale") or ends a sentence
-        if any(t.lower() in lex.heads for t in tokens) or _followed_by_head(text, m.end(1), lex):
-            continue
-        if all(re.fullmatch(_INITIAL, t) or _name_like(t, lex) for t in tokens):
-            spans.append(Span(m.start(1), m.end(1), "NAME"))
-    for m in _LAST_FIRST.finditer(text):
-        a, b = m.group(1), m.group(2)
-        if (_lex_token(a, lex) or _lex_token(b, lex)) and a not in STOP_WORDS and b not in STOP_WORDS:
-            spans.append(Span(m.start(), m.end(), "NAME"))
-    words = list(_CAPS_WORD.finditer(text))
-    for i, w in enumerate(words):
-        token = w.group()
-        if not _lex_token(token, lex):
-            continue
-        if token in lex.eponyms and _followed_by_head(text, w.end(), lex):
-            continue
-        start, end = w.start(), w.end()
-        j = i - 1  # extend left over adjacent name tokens
-        while j >= 0 and _adjacent(text, words[j].end(), start) and _name_like(words[j].group(), lex):
-            start = words[j].start()
-            j -= 1
-        j = i + 1
-        while j < len(words) and _adjacent(text, end, words[j].start()) and _name_like(words[j].group(), lex):
-            end = words[j].end()
-            j += 1
-        spans.append(Span(start, end, "NAME"))
-    # ambiguous lexicon words count only next to a clear name token
-    for i, w in enumerate(words):
-        token = w.group()
-        if token not in lex.ambiguous:
-            continue
-        left = i > 0 and _adjacent(text, words[i - 1].end(), w.start()) and _lex_token(words[i - 1].group(), lex)
-        right = (i + 1 < len(words) and _adjacent(text, w.end(), words[i + 1].start())
-                 and _name_like(words[i + 1].group(), lex) and words[i + 1].group() not in lex.ambiguous)
-        if left or right:
-            spans.append(Span(w.start(), w.end(), "NAME"))
-    return spans
+def _add_value(text: str, names: set[str], patterns: list[tuple[str, re.Pattern[str]]]) -> None:
+    digits = re.sub(r"\D", "", text)
+    alnum = re.sub(r"[\W_]", "", text)
+    if "@" in text:
+        patterns.append(("EMAIL", _email_pattern(text)))
+    elif len(digits) >= 4 and len(digits) * 2 >= len(alnum):
+        kind = "PHONE" if len(digits) in (10, 11) and not re.fullmatch(r"\d{3}-\d{2}-\d{4}", text) else "ID"
+        for variant in {digits, digits.lstrip("0"), digits[-7:] if kind == "PHONE" else digits}:
+            if len(variant) >= 4:
+                patterns.append((kind, re.compile(r"(?<![\dA-Za-z])" + r"[\W_]{0,3}".join(variant) + r"(?!\d)")))
+    elif digits:
+        words = [re.escape(w) for w in re.findall(r"\w+", text)]
+        patterns.append(("ADDRESS" if len(words) > 1 else "ID",
+                         re.compile(r"(?i:(?<!\w)" + r"[\W_]{1,3}".join(words) + r"(?!\w))")))
+    else:
+        stop = name_words().stop
+        for m in TOKEN.finditer(text):
+            f = fold(m.group())
+            if len(f) >= 2 and f not in PARTICLES and f not in stop:
+                names.add(f)
 
 
-def _lex_token(token: str, lex: Lexicon) -> bool:
-    if token in STOP_WORDS:
-        return False
-    if len(token) >= 3 and token.isupper():
-        token = token.title()
-    return token in lex.first or token in lex.last
+def _email_pattern(text: str) -> re.Pattern[str]:
+    local, _, domain = text.partition("@")
+    dot = r"(?:[ \t]*\.[ \t]*|[ \t]*[(\[{<]dot[)\]}>][ \t]*|[ \t]+dot[ \t]+)"
+    at = r"(?:[ \t]*@[ \t]*|[ \t]*[(\[{<]at[)\]}>][ \t]*|[ \t]+at[ \t]+)"
+    part = lambda s: dot.join(re.escape(p) for p in s.split("."))  # noqa: E731
+    return re.compile(rf"(?i:(?<![\w.]){part(local)}{at}{part(domain)}(?!\w))")
 
 
-def _name_like(token: str, lex: Lexicon) -> bool:
-    """A capitalized token that could be part of a name next to a lexicon name."""
-    if token in STOP_WORDS or token in INSTITUTION_WORDS or token in lex.eponyms:
-        return False
-    if token.isupper() and len(token) > 1:
-        return token.title() in lex.names
-    return bool(re.fullmatch(_NAME_TOKEN, token))
+# ---------------------------------------------------------------------------------------------- detection
+_PRIORITY = {"EMAIL": 0, "URL": 1, "IP": 2, "PHONE": 3, "ID": 4, "DATE": 5, "ADDRESS": 6, "AGE": 7, "NAME": 8,
+             "OTHER": 9}
 
 
-def _adjacent(text: str, end: int, start: int) -> bool:
-    gap = text[end:start]
-    return gap in (" ", "  ") or bool(re.fullmatch(r" [A-Z]\. ", gap))
+def detect_phi(text: str, *, known: KnownIdentifiers | None = None, mode: NotesMode = "strict") -> list[Span]:
+    """Non-overlapping PHI spans in `text`, sorted by position.
 
-
-def _followed_by_head(text: str, end: int, lex: Lexicon) -> bool:
-    rest = text[end:end + 30]
-    if rest.startswith("'s"):
-        return True
-    m = re.match(r"[\s-]*([A-Za-z']+)", rest)
-    return bool(m and m.group(1).lower() in lex.heads)
-
-
-def detect_phi(text: str) -> list[Span]:
-    """Non-overlapping PHI spans in `text`, sorted by position."""
+    `known`: the row's own identifiers (always found, in any spelling); `mode`: "strict" or "allowlist".
+    """
+    if mode not in NOTES_MODES:
+        raise ValueError(f"notes mode must be one of {NOTES_MODES}, got {mode!r}")
     if not text:
         return []
-    lex = name_lexicon()
-    candidates: list[Span] = []
-    for kind, regex, group in _PATTERNS:
+    candidates = _pattern_spans(text)
+    candidates += [Span(a, b, "ADDRESS") for a, b in place_spans(text)]
+    if known:
+        candidates += [Span(m.start(), m.end(), kind) for kind, regex in known.patterns for m in regex.finditer(text)]
+    candidates += [Span(a, b, "NAME") for a, b in name_spans(text, known.names if known else ())]
+    if mode == "allowlist":
+        candidates += _outside_allowlist(text)
+    return _resolve(candidates)
+
+
+def _pattern_spans(text: str) -> list[Span]:
+    out = []
+    for kind, regex, group in PATTERNS:
         for m in regex.finditer(text):
             a, b = m.span(group)
             if a < 0 or a == b:
                 continue
-            if kind == "DATE" and not _valid_date(text[a:b]):
-                continue
-            if kind == "ID" and _looks_like_date(text[a:b]):
+            piece = text[a:b]
+            if not _plausible(kind, piece):
                 continue
             if kind == "URL":
                 while b > a and text[b - 1] in ".,;:":
                     b -= 1
-            candidates.append(Span(a, b, kind))
-    candidates.extend(_name_spans(text, lex))
-    return _resolve(candidates)
+            out.append(Span(a, b, kind))
+    return out
+
+
+def _plausible(kind: str, piece: str) -> bool:
+    """Filters a pattern cannot express: impossible numeric dates, verbs that look like months, ages under 90."""
+    if kind == "DATE":
+        return valid_numeric_date(piece) and not ambiguous_lowercase_month(piece)
+    if kind == "ID":
+        return not re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}-\d{1,2}-\d{2,4}", piece) and sum(
+            c.isdigit() for c in piece) >= 2
+    if kind == "AGE":
+        return age_over_89(piece)
+    if kind == "PHONE" and re.search(r"[a-z]", piece, re.I) and not re.search(r"(?i)x|ext", piece):
+        return sum(w.lower() in _DIGIT_NAMES for w in re.findall(r"[A-Za-z]+", piece)) >= 3  # spelled-out digits
+    return True
+
+
+_DIGIT_NAMES = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+
+
+@cache
+def _allowlist() -> frozenset[str]:
+    nw = name_words()
+    return (_ranked_words(ALLOW_RANK) - lexicon_names()) | nw.stop | nw.eponyms
+
+
+_ROMAN = re.compile(r"(?i:[ivxlc]+)")
+
+
+def _outside_allowlist(text: str) -> list[Span]:
+    """Words not on the allowlist (allowlist mode): redacted as OTHER."""
+    out = []
+    for m in TOKEN.finditer(text):
+        word = m.group()
+        if word[-2:] in ("'s", "\u2019s"):
+            word = word[:-2]
+        if not all(_allowed(part) for part in word.split("-") if part):
+            out.append(Span(m.start(), m.end(), "OTHER"))
+    return out
+
+
+def _allowed(word: str) -> bool:
+    """A word the allowlist mode keeps: common English or medical (also inflected), an abbreviation, a number."""
+    f = fold(word)
+    if len(f) <= 2 or _ROMAN.fullmatch(f) or number_value(f) is not None:
+        return True
+    if f in lexicon_names():
+        return False
+    if (word.isupper() and len(word) <= 5) or (not word.islower() and not word.istitle() and len(word) <= 6):
+        return True  # abbreviations: COPD, NKDA, HFrEF, aVF
+    allowed = _allowlist()
+    return any(c in allowed or is_medical(c) for c in _stems(f))
+
+
+def _stems(f: str) -> set[str]:
+    """The word and its plausible stems (plural, past, -ing, -ly): 'extremities' -> 'extremity'."""
+    out = {f}
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("d", ""), ("ing", ""),
+                         ("ing", "e"), ("ly", ""), ("ally", ""), ("er", ""), ("ers", "")):
+        if f.endswith(suffix) and len(f) - len(suffix) >= 3:
+            out.add(f[:-len(suffix)] + repl)
+    return out
 
 
 def _resolve(candidates: Iterable[Span]) -> list[Span]:
-    """Keep the highest-priority, then longest, spans; drop spans overlapping a kept one; merge adjacent names."""
-    candidates = list(candidates)
+    """Keep the highest-priority, then longest, spans; drop spans overlapping a kept one; merge adjacent names.
+
+    Sorting once and checking each span against its two neighbours among the kept ones (bisect) keeps
+    this O(n log n) in the number of candidates.
+    """
     names = sorted(s for s in candidates if s.kind == "NAME")
     unions: list[Span] = []
     for span in names:  # overlapping name candidates become one name
@@ -300,14 +292,18 @@ def _resolve(candidates: Iterable[Span]) -> list[Span]:
             unions[-1] = Span(unions[-1].start, max(unions[-1].end, span.end), "NAME")
         else:
             unions.append(span)
-    candidates = [s for s in candidates if s.kind != "NAME"] + unions
-    ordered = sorted(candidates, key=lambda s: (_PRIORITY[s.kind], -(s.end - s.start), s.start))
+    others = [s for s in candidates if s.kind != "NAME"]
+    ordered = sorted(others + unions, key=lambda s: (_PRIORITY[s.kind], -(s.end - s.start), s.start))
+    starts: list[int] = []
     kept: list[Span] = []
     for span in ordered:
-        if any(span.start < k.end and k.start < span.end for k in kept):
+        i = bisect.bisect_left(starts, span.start)
+        if i > 0 and kept[i - 1].end > span.start:
             continue
-        kept.append(span)
-    kept.sort()
+        if i < len(kept) and kept[i].start < span.end:
+            continue
+        starts.insert(i, span.start)
+        kept.insert(i, span)
     merged: list[Span] = []
     for span in kept:
         if merged and merged[-1].kind == "NAME" == span.kind and span.start - merged[-1].end <= 1:
@@ -317,32 +313,93 @@ def _resolve(candidates: Iterable[Span]) -> list[Span]:
     return merged
 
 
+# ---------------------------------------------------------------------------------------------- uncertain dates
+_DATE_LIKE = re.compile(
+    rf"(?<![\w.])\d{{1,4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,4}}(?![\w])"
+    rf"|\b{MONTHS_I}[a-z]{{0,2}}\b\.?[ \t,]*\d{{1,4}}(?:st|nd|rd|th)?"
+    rf"|\b\d{{1,2}}(?:st|nd|rd|th)?[ \t]*(?:(?i:of)[ \t]+)?{MONTHS_I}[a-z]{{0,2}}\b")  # "Marchh 3": a typo too
+
+
+def uncertain_dates(text: str, spans: list[Span]) -> list[Span]:
+    """Date-like text no span covers (three numbers joined by / . -, a month name beside a number):
+    left as it is, it would sit unshifted beside the shifted dates and give the offset away."""
+    starts = [s.start for s in spans]
+    out = []
+    for m in _DATE_LIKE.finditer(text):
+        i = bisect.bisect_right(starts, m.start()) - 1
+        if i >= 0 and spans[i].end > m.start():
+            continue
+        if i + 1 < len(spans) and spans[i + 1].start < m.end():
+            continue
+        out.append(Span(m.start(), m.end(), "DATE"))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- redaction
-def redact(text: str, spans: list[Span] | None = None, *, shift_days: int | None = None) -> tuple[str, Counter]:
-    """Replace PHI with typed tags (dates shifted when `shift_days` is given); return (text, counts per type)."""
+@dataclass
+class Redaction:
+    """A redacted note: its text, counts per type, and how many date-like pieces were redacted unshifted."""
+
+    text: str
+    counts: Counter = field(default_factory=Counter)
+    uncertain_dates: int = 0
+
+
+def redact(text: str, spans: list[Span] | None = None, *, shift_days: int | None = None,
+           known: KnownIdentifiers | None = None, mode: NotesMode = "strict",
+           uncertain: Literal["redact", "fail"] = "redact") -> tuple[str, Counter]:
+    """Replace PHI with typed tags (dates shifted when `shift_days` is given); return (text, counts per type).
+
+    With `shift_days`, date-like text that was not found with confidence is redacted as ``[DATE]``
+    (counted as ``DATE_UNCERTAIN`` too), or, with ``uncertain="fail"``, raises :class:`UncertainDateError`.
+    """
+    result = redact_note(text, spans, shift_days=shift_days, known=known, mode=mode, uncertain=uncertain)
+    counts = Counter(result.counts)
+    if result.uncertain_dates:
+        counts["DATE_UNCERTAIN"] = result.uncertain_dates
+    return result.text, counts
+
+
+def redact_note(text: str, spans: list[Span] | None = None, *, shift_days: int | None = None,
+                known: KnownIdentifiers | None = None, mode: NotesMode = "strict",
+                uncertain: Literal["redact", "fail"] = "redact") -> Redaction:
+    """:func:`redact`, returning a :class:`Redaction`."""
     if spans is None:
-        spans = detect_phi(text)
-    counts: Counter = Counter()
+        spans = detect_phi(text, known=known, mode=mode)
+    forced: set[int] = set()
+    if shift_days is not None:
+        residue = uncertain_dates(text, spans)
+        if residue and uncertain == "fail":
+            raise UncertainDateError(f"{len(residue)} date-like text(s) could not be read as dates, so the note "
+                                     "cannot be shifted consistently")
+        forced = {s.start for s in residue}
+        spans = sorted([*spans, *residue])
+    result = Redaction(text)
     out: list[str] = []
     pos = 0
     for span in spans:
         out.append(text[pos:span.start])
         original = text[span.start:span.end]
-        out.append(_replacement(original, span.kind, shift_days))
-        counts[span.kind] += 1
+        out.append(f"[{span.kind}]" if span.start in forced else _replacement(original, span.kind, shift_days))
+        result.counts[span.kind] += 1
         pos = span.end
     out.append(text[pos:])
-    return "".join(out), counts
+    result.text = "".join(out)
+    result.uncertain_dates = len(forced)
+    return result
 
 
-def redact_text(text: str, *, shift_days: int | None = None) -> str:
+def redact_text(text: str, *, shift_days: int | None = None, known: KnownIdentifiers | None = None,
+                mode: NotesMode = "strict") -> str:
     """The redacted text only."""
-    return redact(text, shift_days=shift_days)[0]
+    return redact(text, shift_days=shift_days, known=known, mode=mode)[0]
 
 
 def _replacement(original: str, kind: str, shift_days: int | None) -> str:
     if kind == "AGE":
         return "90+"
+    if kind == "OTHER":
+        return "[REDACTED]"
     if kind == "DATE" and shift_days is not None:
         shifted = shift_date_text(original, shift_days)
         if shifted is not None:
@@ -350,6 +407,12 @@ def _replacement(original: str, kind: str, shift_days: int | None) -> str:
     return f"[{kind}]"
 
 
+def known_from_row(row: Mapping[str, object]) -> KnownIdentifiers:
+    """:class:`KnownIdentifiers` from a mapping of column -> value (the identifier columns of one row)."""
+    return KnownIdentifiers.from_values(row.values())
+
+
+# ---------------------------------------------------------------------------------------------- date shifting
 _MONTH_NAMES = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
                 "November", "December"]
 _MONTH_LOOKUP = {m[:3].lower(): i + 1 for i, m in enumerate(_MONTH_NAMES)} | {"sept": 9}
@@ -357,6 +420,8 @@ _MONTH_LOOKUP = {m[:3].lower(): i + 1 for i, m in enumerate(_MONTH_NAMES)} | {"s
 
 def _month_number(name: str) -> int | None:
     key = name.rstrip(".").lower()
+    if key not in _MONTH_LOOKUP and not any(m.lower().startswith(key) for m in _MONTH_NAMES) and key != "sept":
+        return None
     return _MONTH_LOOKUP.get(key[:4] if key.startswith("sept") else key[:3])
 
 
@@ -365,62 +430,104 @@ def _render_month(template: str, month: int) -> str:
     core = template.rstrip(".")
     dot = "." if template.endswith(".") else ""
     if len(core) <= 4 and core.lower() != full.lower():
-        return (full[:4] if core.lower() == "sept" and month == 9 else full[:3]) + dot
-    return full + dot
+        out = (full[:4] if core.lower() == "sept" and month == 9 else full[:3]) + dot
+    else:
+        out = full + dot
+    if core.isupper() and len(core) > 1:
+        return out.upper()
+    return out.lower() if core.islower() else out
 
 
 def shift_date_text(text: str, days: int) -> str | None:
     """Shift a date written in one of the common note formats, keeping that format; None if unparseable."""
-    # ISO 2021-03-14 (optionally with time)
-    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(.*)", text)
-    if m:
-        d = _safe_date(int(m[1]), int(m[2]), int(m[3]))
-        return None if d is None else _shift(d, days).strftime("%Y-%m-%d") + m[4]
-    # 3/14/2021, 03-14-21, 3/14
-    m = re.fullmatch(r"(\d{1,2})([/-])(\d{1,2})(?:([/-])(\d{2}|\d{4}))?", text)
-    if m:
-        year = int(m[5]) if m[5] else 2001
-        if m[5] and len(m[5]) == 2:
-            year += 2000 if year < 50 else 1900
-        d = _safe_date(year, int(m[1]), int(m[3]))
-        if d is None:
-            return None
-        s = _shift(d, days)
-        month = f"{s.month:02d}" if len(m[1]) == 2 else str(s.month)
-        day = f"{s.day:02d}" if len(m[3]) == 2 else str(s.day)
-        if not m[5]:
-            return f"{month}{m[2]}{day}"
-        y = f"{s.year % 100:02d}" if len(m[5]) == 2 else str(s.year)
-        return f"{month}{m[2]}{day}{m[4]}{y}"
-    # March 14, 2021 / Mar 14 / March 14th 2021
-    m = re.fullmatch(r"([A-Za-z]+\.?)(\s+)(\d{1,2})(st|nd|rd|th)?(,?\s+)?(\d{4})?", text)
-    if m and _month_number(m[1]):
-        year = int(m[6]) if m[6] else 2001
-        d = _safe_date(year, _month_number(m[1]), int(m[3]))  # type: ignore[arg-type]
-        if d is None:
-            return None
-        s = _shift(d, days)
-        out = f"{_render_month(m[1], s.month)}{m[2]}{s.day}{_ordinal(s.day) if m[4] else ''}"
-        return out + (f"{m[5] or ' '}{s.year}" if m[6] else "")
-    # 14 March 2021 / 14th of March
-    m = re.fullmatch(r"(\d{1,2})(st|nd|rd|th)?(\s+(?:of\s+)?)([A-Za-z]+\.?)(,?\s+)?(\d{4})?", text)
-    if m and _month_number(m[4]):
-        year = int(m[6]) if m[6] else 2001
-        d = _safe_date(year, _month_number(m[4]), int(m[1]))  # type: ignore[arg-type]
-        if d is None:
-            return None
-        s = _shift(d, days)
-        out = f"{s.day}{_ordinal(s.day) if m[2] else ''}{m[3]}{_render_month(m[4], s.month)}"
-        return out + (f"{m[5] or ' '}{s.year}" if m[6] else "")
-    # March 2021 (month precision: anchored at the 1st)
-    m = re.fullmatch(r"([A-Za-z]+\.?)(,?\s+)(\d{4})", text)
-    if m and _month_number(m[1]):
-        d = _safe_date(int(m[3]), _month_number(m[1]), 1)  # type: ignore[arg-type]
-        if d is None:
-            return None
-        s = _shift(d, days)
-        return f"{_render_month(m[1], s.month)}{m[2]}{s.year}"
+    for shifter in (_shift_iso, _shift_numeric, _shift_year_first, _shift_month_first, _shift_day_first,
+                    _shift_month_year):
+        out = shifter(text, days)
+        if out is not False:
+            return out  # type: ignore[return-value]
     return None
+
+
+def _shift_iso(text: str, days: int) -> str | None | bool:
+    m = re.fullmatch(r"(\d{4})-(\d{1,2})-(\d{1,2})(.*)", text)
+    if not m:
+        return False
+    d = _safe_date(int(m[1]), int(m[2]), int(m[3]))
+    return None if d is None else _shift(d, days).strftime("%Y-%m-%d") + m[4]
+
+
+def _shift_numeric(text: str, days: int) -> str | None | bool:
+    """3/14/2021, 03-14-21, 14.03.2021 (day first when the first number cannot be a month, or with dots), 3/14."""
+    m = re.fullmatch(r"(\d{1,2})([/.-])(\d{1,2})(?:([/.-])(\d{2}|\d{4}))?", text)
+    if not m:
+        return False
+    year = int(m[5]) if m[5] else 2001
+    if m[5] and len(m[5]) == 2:
+        year += 2000 if year < 50 else 1900
+    a, b = int(m[1]), int(m[3])
+    day_first = a > 12 or (m[2] == "." and b <= 12)
+    month, day = (b, a) if day_first else (a, b)
+    d = _safe_date(year, month, day)
+    if d is None:
+        return None
+    s = _shift(d, days)
+    first, second = (s.day, s.month) if day_first else (s.month, s.day)
+    first_s = f"{first:02d}" if len(m[1]) == 2 else str(first)
+    second_s = f"{second:02d}" if len(m[3]) == 2 else str(second)
+    if not m[5]:
+        return f"{first_s}{m[2]}{second_s}"
+    y = f"{s.year % 100:02d}" if len(m[5]) == 2 else str(s.year)
+    return f"{first_s}{m[2]}{second_s}{m[4]}{y}"
+
+
+def _shift_year_first(text: str, days: int) -> str | None | bool:
+    m = re.fullmatch(r"(\d{4})([/.])(\d{1,2})\2(\d{1,2})", text)
+    if not m:
+        return False
+    d = _safe_date(int(m[1]), int(m[3]), int(m[4]))
+    if d is None:
+        return None
+    s = _shift(d, days)
+    return f"{s.year}{m[2]}{s.month:0{len(m[3])}d}{m[2]}{s.day:0{len(m[4])}d}"
+
+
+def _shift_month_first(text: str, days: int) -> str | None | bool:
+    """March 14, 2021 / Mar 14 / March 14th 2021 / march 14."""
+    m = re.fullmatch(r"([A-Za-z]+\.?)(,?\s+)(\d{1,2})(st|nd|rd|th)?(,?\s+)?(\d{4})?", text)
+    if not (m and _month_number(m[1])):
+        return False
+    d = _safe_date(int(m[6]) if m[6] else 2001, _month_number(m[1]), int(m[3]))  # type: ignore[arg-type]
+    if d is None:
+        return None
+    s = _shift(d, days)
+    out = f"{_render_month(m[1], s.month)}{m[2]}{s.day}{_ordinal(s.day) if m[4] else ''}"
+    return out + (f"{m[5] or ' '}{s.year}" if m[6] else "")
+
+
+def _shift_day_first(text: str, days: int) -> str | None | bool:
+    """14 March 2021 / the 14th of March / 14-Mar-2021."""
+    m = re.fullmatch(r"((?:the\s+)?)(\d{1,2})(st|nd|rd|th)?(\s+(?:of\s+)?|-)([A-Za-z]+\.?)(,?\s+|-)?(\d{4})?", text,
+                     re.I)
+    if not (m and _month_number(m[5])):
+        return False
+    d = _safe_date(int(m[7]) if m[7] else 2001, _month_number(m[5]), int(m[2]))  # type: ignore[arg-type]
+    if d is None:
+        return None
+    s = _shift(d, days)
+    out = f"{m[1]}{s.day}{_ordinal(s.day) if m[3] else ''}{m[4]}{_render_month(m[5], s.month)}"
+    return out + (f"{m[6] or ' '}{s.year}" if m[7] else "")
+
+
+def _shift_month_year(text: str, days: int) -> str | None | bool:
+    """March 2021 (month precision: anchored at the 1st)."""
+    m = re.fullmatch(r"([A-Za-z]+\.?)(,?\s+)(\d{4})", text)
+    if not (m and _month_number(m[1])):
+        return False
+    d = _safe_date(int(m[3]), _month_number(m[1]), 1)  # type: ignore[arg-type]
+    if d is None:
+        return None
+    s = _shift(d, days)
+    return f"{_render_month(m[1], s.month)}{m[2]}{s.year}"
 
 
 def _ordinal(day: int) -> str:

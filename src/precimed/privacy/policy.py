@@ -61,9 +61,19 @@ class DateOptions(_Strict):
 
 
 class TextOptions(_Strict):
-    """How free-text PHI is replaced: dates shifted with the patient's offset, or replaced by ``[DATE]``."""
+    """How free-text PHI is found and replaced.
+
+    dates: shifted with the patient's offset, or replaced by ``[DATE]``.
+    mode: ``strict`` (patterns, names, the row's own identifiers) or ``allowlist`` (also every word that is
+    neither common English nor medical; see precimed.privacy.notes).
+    uncertain_dates: when shifting, date-like text that cannot be read as a date is ``redact``-ed as
+    ``[DATE]`` (counted), or the run ``fail``-s naming the row: a note is never released with one date
+    unshifted beside shifted ones.
+    """
 
     dates: Literal["shift", "tag"] = "shift"
+    mode: Literal["strict", "allowlist"] = "strict"
+    uncertain_dates: Literal["redact", "fail"] = "redact"
 
 
 class DicomOptions(_Strict):
@@ -93,6 +103,9 @@ class PolicyOptions(_Strict):
     text: TextOptions = TextOptions()
     dicom: DicomOptions = DicomOptions()
     unlisted: Literal["drop", "keep_unflagged", "error"] = "drop"
+    unparseable: Literal["redact", "fail"] = Field(
+        default="redact", description="quasi values that cannot be read (an age that is not a number): removed "
+                                      "and counted, or the run fails naming the column")
     pseudonym_length: int = Field(default=20, ge=16, le=64, description="hex characters of each pseudonym")
     pseudonym_prefix: str = Field(default="", max_length=16, pattern=r"^[A-Za-z0-9_-]*$")
 

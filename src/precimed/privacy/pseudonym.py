@@ -100,7 +100,11 @@ def load_key(key_file: str | Path | None = None, key_env: str | None = None) -> 
 
 
 def key_file_warnings(key_file: str | Path | None, data_paths: list[Path]) -> list[str]:
-    """Warnings about where a key file lives (readable by others, or beside the data)."""
+    """Warnings about where a key file lives (readable or writable by others, or beside the data).
+
+    Readable lets others recompute and link pseudonyms; writable lets them swap in a key of their own
+    before a run, so that they can recompute every pseudonym made with it.
+    """
     if key_file is None:
         return []
     out = []
@@ -108,6 +112,8 @@ def key_file_warnings(key_file: str | Path | None, data_paths: list[Path]) -> li
     mode = path.stat().st_mode
     if mode & (stat.S_IRGRP | stat.S_IROTH):
         out.append(f"key file {path.name} is readable by group/others; chmod 600 it")
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        out.append(f"key file {path.name} is writable by group/others; chmod 600 it")
     for data in data_paths:
         if path.parent == Path(data).resolve().parent:
             out.append(f"key file {path.name} sits in the same folder as the data; keep keys apart from data")

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 
 from precimed.errors import ConfigError
+from precimed.privacy.vocabulary import number_value
 
 TOP_AGE = 90
 TOP_AGE_LABEL = "90+"
@@ -121,23 +122,32 @@ def _blank(value: object) -> bool:
     return str(value).strip() in ("", "NA", "NaN", "nan", "null", "None")
 
 
+_AGE_TEXT = re.compile(r"(?:>|over|older than|more than)?\s*(\d+(?:\.\d+)?)\s*\+?\s*(?:y|yo|yr|yrs|years?|y/o|y\.o\.)?"
+                       r"(?:[\s-]*old|\s+of\s+age|\s+or\s+(?:older|over|more))?")
+_AGE_UNITS = re.compile(r"[\s-]*(?:y|yo|yr|yrs|years?|y/o|y\.o\.)?(?:[\s-]*old|\s+of\s+age)?$")
+
+
 def age_number(value: object) -> float | None:
-    """An age as a number; "90+" counts as 90; None when missing or not a number."""
+    """An age as a number: 92, "92", "92 years", "92y", "90+", ">89" (90), "ninety-two"; None when missing or
+    not an age."""
     if _blank(value):
         return None
     if isinstance(value, int | float | np.integer | np.floating):
         return float(value)
-    text = str(value).strip()
-    if text.endswith("+"):
-        text = text[:-1]
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    text = " ".join(str(value).strip().lower().split())
+    m = _AGE_TEXT.fullmatch(text)
+    if m:
+        number = float(m.group(1))
+        return max(number, TOP_AGE) if text.startswith((">", "over", "older", "more")) and number >= TOP_AGE - 1 \
+            else number
+    words = _AGE_UNITS.sub("", text)
+    value_in_words = number_value(words) if words else None
+    return None if value_in_words is None else float(value_in_words)
 
 
 def _age_text(value: object, number: float) -> str:
-    if isinstance(value, str):
+    """A kept age as text: a plain number as written, anything else ("sixty", "60 years") as its number."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", value):
         return value.strip()
     return str(int(number)) if float(number).is_integer() else f"{number:g}"
 

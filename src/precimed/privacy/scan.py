@@ -1,8 +1,9 @@
 """Scan table columns for identifier patterns; report counts per pattern, never the values.
 
-Patterns: name (two or three capitalized words with a lexicon given name or surname), phone, email,
-ssn, mrn (record-number-like codes: 6-10 digits, optionally after 1-3 letters), street_address, url,
-ip, date (a full date: day, month and year). Each distinct value is tested once. A scan of a large
+Patterns: name (two to four words in any case or script, one a lexicon given name or surname), phone
+(any separators: spaces, dots, slashes; extensions; ten bare digits), email (also "name at host dot org"),
+ssn (dashes, spaces or dots), mrn (record-number-like codes: 6-10 digits, optionally after 1-3 letters),
+street_address, url, ip, date (a full date: day, month and year). Each distinct value is tested once. A scan of a large
 column can be limited to ``max_unique`` distinct values (the report says so).
 """
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from precimed.privacy.note_names import TOKEN
+from precimed.privacy.note_patterns import OBFUSCATED_EMAIL_RE
 from precimed.privacy.notes import (
     EMAIL_RE,
     IPV4_RE,
@@ -22,12 +25,12 @@ from precimed.privacy.notes import (
     SSN_RE,
     STREET_RE,
     URL_RE,
-    name_lexicon,
 )
+from precimed.privacy.vocabulary import fold, lexicon_names
 
 PATTERNS: dict[str, re.Pattern[str]] = {
-    "phone": re.compile(rf"(?<![\w/.-]){PHONE_RE}(?![\w-])"),
-    "email": re.compile(rf"\b{EMAIL_RE}\b"),
+    "phone": re.compile(rf"(?<![\w/.-]){PHONE_RE}(?![\w-])|^\s*\+?1?\d{{10}}\s*$"),
+    "email": re.compile(rf"\b{EMAIL_RE}\b|{OBFUSCATED_EMAIL_RE}"),
     "ssn": re.compile(rf"(?<![\d-]){SSN_RE}(?![\d-])"),
     "mrn": re.compile(r"^\s*(?:MRN[:#\s]*)?[A-Z]{0,3}-?\d{6,10}\s*$"),
     "street_address": re.compile(rf"\b{STREET_RE}|\bP\.?\s?O\.?\s+Box\s+\d+\b"),
@@ -37,19 +40,17 @@ PATTERNS: dict[str, re.Pattern[str]] = {
                        rf"|(?<![\d/.-])\d{{1,2}}[/-]\d{{1,2}}[/-](?:\d{{4}}|\d{{2}})(?![\d/-])"
                        rf"|\b{MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b"),
 }
-_NAME_VALUE = re.compile(r"^\s*([A-Z][a-zA-Z'-]+),?\s+(?:[A-Z]\.?\s+)?([A-Z][a-zA-Z'-]+)"
-                         r"(?:\s+[A-Z][a-zA-Z'-]+)?\s*$")
+_NAME_VALUE = re.compile(r"^\s*[^\W\d_][^\W\d_'\u2019.-]*(?:['\u2019.-][^\W\d_]+)*,?"
+                         r"(?:\s+[^\W\d_][^\W\d_'\u2019.-]*(?:['\u2019.-][^\W\d_]+)*,?){1,3}\s*$")
 PATTERN_NAMES = ("name", *PATTERNS)
 
 
 def _is_name(value: str) -> bool:
-    m = _NAME_VALUE.match(value)
-    if m is None:
+    """Two to four words, in any case or script ("LOPEZ, MARIA", "nguyễn thị mai"), one a lexicon name."""
+    if _NAME_VALUE.match(value) is None:
         return False
-    lex = name_lexicon()
-    a, b = m.group(1), m.group(2)
-    a, b = (a.title() if a.isupper() else a), (b.title() if b.isupper() else b)
-    return a in lex.first or b in lex.last or a in lex.last or b in lex.first
+    names = lexicon_names()
+    return any(fold(m.group()) in names for m in TOKEN.finditer(value))
 
 
 @dataclass

@@ -31,10 +31,11 @@ import numpy as np
 import pandas as pd
 
 from precimed.atomic import atomic_write_bytes
+from precimed.csvio import csv_bytes
 from precimed.errors import ConfigError, DataError, SchemaError
 from precimed.privacy import dates as dt
 from precimed.privacy.kanon import GENERALIZATIONS, HIERARCHIES, achieve_k, infer_hierarchy, kanonymity_report
-from precimed.privacy.notes import redact
+from precimed.privacy.notes import NOTES_MODES, KnownIdentifiers, UncertainDateError, redact
 from precimed.privacy.policy import ColumnAction, DeidReport, Policy, load_policy
 from precimed.privacy.pseudonym import KeyMaterial, Pseudonymizer, key_file_warnings, load_key
 from precimed.privacy.scan import scan_values
@@ -66,13 +67,21 @@ def _changed(before: pd.Series, after: pd.Series, missing: pd.Series | None = No
 
 
 def deidentify_table(df: pd.DataFrame, policy: Policy, key: KeyMaterial, *,
-                     source: str = "table", output: str = "") -> tuple[pd.DataFrame, DeidReport]:
-    """De-identify a DataFrame by `policy` under `key`; return (new frame, report)."""
+                     source: str = "table", output: str = "",
+                     notes_mode: str | None = None) -> tuple[pd.DataFrame, DeidReport]:
+    """De-identify a DataFrame by `policy` under `key`; return (new frame, report).
+
+    `notes_mode` ("strict" or "allowlist") overrides the policy's ``options.text.mode`` for text columns.
+    """
     if not isinstance(key, KeyMaterial):
         raise ConfigError("deidentify_table needs a KeyMaterial (load_key(...)); no key, no output")
+    if notes_mode is not None and notes_mode not in NOTES_MODES:
+        raise ConfigError(f"notes mode {notes_mode!r} is not one of {', '.join(NOTES_MODES)}")
     opts = policy.options
+    notes_mode = notes_mode or opts.text.mode
     report = DeidReport("table", source, output, key.source, key.fingerprint,
                         settings={"dates": opts.dates.model_dump(), "unlisted": opts.unlisted,
+                                  "text": opts.text.model_dump() | {"mode": notes_mode},
                                   "k": opts.k, "pseudonym_length": opts.pseudonym_length})
     absent = [c for c in policy.columns if c not in df.columns]
     if absent:
@@ -115,17 +124,22 @@ def deidentify_table(df: pd.DataFrame, policy: Policy, key: KeyMaterial, *,
             out[column] = new
             report.columns.append(ColumnAction(column, role, action, _changed(values, new, missing), detail))
         elif role == "quasi":
-            new, name, detail = _quasi_column(column, clean, policy)
+            new, name, detail = _quasi_column(column, clean, policy, source)
             out[column] = new
             quasi_levels[column] = GENERALIZATIONS.get(name, ("none", 0))
             report.columns.append(ColumnAction(column, role, f"generalized ({name})", _changed(values, new, missing),
                                                detail))
         elif role == "text":
-            new, counts = _text_column(values, shifts if opts.text.dates == "shift" else None)
+            new, counts = _text_column(values, shifts if opts.text.dates == "shift" else None,
+                                       _row_identifiers(df, policy), mode=notes_mode,
+                                       uncertain=opts.text.uncertain_dates, where=f"{source}: column {column!r}")
+            uncertain = counts.pop("DATE_UNCERTAIN", 0)
             phi_counts.update(counts)
             out[column] = new
-            report.columns.append(ColumnAction(column, role, "free-text PHI redacted", _changed(values, new),
-                                               {"phi_replaced": dict(sorted(counts.items()))}))
+            detail = {"phi_replaced": dict(sorted(counts.items())), "mode": notes_mode}
+            if uncertain:
+                detail["uncertain_dates_redacted"] = uncertain
+            report.columns.append(ColumnAction(column, role, "free-text PHI redacted", _changed(values, new), detail))
         elif role == "keep":
             out[column] = values
             scan = scan_values(clean, max_unique=KEEP_SCAN_LIMIT)
@@ -232,8 +246,9 @@ def _row_reference(parsed_dates: dict, *, exclude: str, index: pd.Index, default
     return latest.fillna(today)
 
 
-def _quasi_column(column: str, clean: pd.Series, policy: Policy) -> tuple[pd.Series, str, dict]:
-    """`clean`: the column with every spelling of missing as NaN."""
+def _quasi_column(column: str, clean: pd.Series, policy: Policy, source: str = "table") -> tuple[pd.Series, str, dict]:
+    """`clean`: the column with every spelling of missing as NaN. A value the generalization cannot read is
+    removed and counted, or (``options.unparseable: fail``) refused with the column and the first row."""
     name = policy.options.generalize.get(column, "auto")
     if name == "auto":
         hier = infer_hierarchy(column, clean)
@@ -242,14 +257,31 @@ def _quasi_column(column: str, clean: pd.Series, policy: Policy) -> tuple[pd.Ser
         return clean, name, {}
     hier, level = GENERALIZATIONS[name]
     new = HIERARCHIES[hier][level][1](clean)
-    unparseable = int((new.isna() & clean.notna()).sum())
+    bad = new.isna() & clean.notna()
+    unparseable = int(bad.sum())
+    if unparseable and policy.options.unparseable == "fail":
+        first = int(np.flatnonzero(bad.to_numpy())[0]) + 1
+        raise DataError(f"{source}: quasi column {column!r}: {unparseable} value(s) cannot be read for "
+                        f"generalization ({name}), first at data row {first}; fix them or set options.unparseable: "
+                        "redact")
     return new, name, ({"unparseable_removed": unparseable} if unparseable else {})
 
 
-def _text_column(values: pd.Series, shifts: pd.Series | None) -> tuple[pd.Series, Counter]:
+def _row_identifiers(df: pd.DataFrame, policy: Policy) -> pd.DataFrame:
+    """The row's identifier and pseudonym columns (name, phone, e-mail, MRN ...): searched for in its notes."""
+    columns = [c for c in df.columns if policy.role_of(c) in ("identifier", "pseudonym")]
+    return df[columns]
+
+
+def _text_column(values: pd.Series, shifts: pd.Series | None, identifiers: pd.DataFrame | None = None, *,
+                 mode: str = "strict", uncertain: str = "redact",
+                 where: str = "text column") -> tuple[pd.Series, Counter]:
+    """Redact each note with its row's own identifiers; an unshiftable date fails naming the row, never the text."""
     counts: Counter = Counter()
     out = []
     shift_values = shifts.to_numpy() if shifts is not None else None
+    rows = identifiers.to_numpy(dtype=object) if identifiers is not None and identifiers.shape[1] else None
+    cache: dict[tuple, KnownIdentifiers] = {}
     for i, value in enumerate(values.to_numpy(dtype=object)):
         if value is None or (isinstance(value, float) and np.isnan(value)) or not str(value).strip():
             out.append(value)
@@ -257,7 +289,17 @@ def _text_column(values: pd.Series, shifts: pd.Series | None) -> tuple[pd.Series
         days = None
         if shift_values is not None and not np.isnan(shift_values[i]):
             days = int(shift_values[i])
-        text, found = redact(str(value), shift_days=days)
+        known = None
+        if rows is not None:
+            key = tuple(str(v) for v in rows[i])
+            known = cache.get(key)
+            if known is None:
+                known = cache.setdefault(key, KnownIdentifiers.from_values(rows[i]))
+        try:
+            text, found = redact(str(value), shift_days=days, known=known, mode=mode,  # type: ignore[arg-type]
+                                 uncertain=uncertain)  # type: ignore[arg-type]
+        except UncertainDateError as exc:
+            raise DataError(f"{where}, data row {i + 1}: {exc} (options.text.uncertain_dates: fail)") from None
         counts.update(found)
         out.append(text)
     return pd.Series(out, index=values.index, dtype=object), counts
@@ -318,34 +360,64 @@ def table_bytes(df: pd.DataFrame, path: Path) -> bytes:
                             "Write CSV instead, or fix the input types") from None
         return buffer.getvalue()
     if suffix in (".csv", ".tsv"):
-        return df.to_csv(index=False, sep="\t" if suffix == ".tsv" else ",").encode("utf-8")
+        return csv_bytes(df, sep="\t" if suffix == ".tsv" else ",")
     raise ConfigError(f"{path}: unknown output type {suffix or '(none)'}; accepted: {', '.join(TABLE_SUFFIXES)}")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The two paths name one file (after resolving links, or the same inode)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and a.samefile(b)
+    except OSError:
+        return False
+
+
+def refuse_clashes(outputs: dict[str, Path | None], protected: dict[str, Path | None]) -> None:
+    """Refuse an output path that names a protected file (the input, the key, the policy) or another output.
+
+    `outputs` / `protected`: label (e.g. "--report") -> path. One line naming both labels and the path.
+    """
+    named_outputs = [(label, Path(p)) for label, p in outputs.items() if p is not None]
+    for label, path in named_outputs:
+        for other, guarded in protected.items():
+            if guarded is not None and same_file(path, Path(guarded)):
+                raise ConfigError(f"{label} {path} is the same file as the {other}; an output never overwrites "
+                                  "its input, key or policy: choose another path")
+    for i, (label, path) in enumerate(named_outputs):
+        for other, second in named_outputs[i + 1:]:
+            if same_file(path, second):
+                raise ConfigError(f"{label} and {other} are the same file ({path}); give each its own path")
 
 
 def check_paths(input_path: Path, output_path: Path, *, overwrite: bool) -> None:
     """Refuse an output that is the input (or the same file), or an existing output without overwrite."""
-    if input_path.resolve() == output_path.resolve() or (
-            output_path.exists() and input_path.exists() and output_path.samefile(input_path)):
+    if same_file(input_path, output_path):
         raise ConfigError(f"output {output_path} is the input file; the output never overwrites its input")
     if output_path.exists() and not overwrite:
         raise ConfigError(f"{output_path} already exists; choose another --out or pass --overwrite")
 
 
 def deidentify_file(input: str | Path, output: str | Path, policy_path: str | Path, key_file: str | Path | None = None,
-                    key_env: str | None = None, *, overwrite: bool = False) -> DeidReport:
+                    key_env: str | None = None, *, overwrite: bool = False,
+                    notes_mode: str | None = None) -> DeidReport:
     """De-identify a CSV/TSV/Parquet file into `output` (CSV/TSV/Parquet by its suffix); return the report.
 
     The key is loaded before any data is read (no key, no output); the output is written in one
     atomic rename after all work succeeded, so a failure leaves no output file.
     """
     input_path, output_path = Path(input), Path(output)
+    refuse_clashes({"output": output_path}, {"input": input_path, "key file": Path(key_file) if key_file else None,
+                                             "policy": Path(policy_path)})
     check_paths(input_path, output_path, overwrite=overwrite)
     if output_path.suffix.lower() not in TABLE_SUFFIXES:
         raise ConfigError(f"{output_path}: output must end in {', '.join(TABLE_SUFFIXES)}")
     key = load_key(key_file, key_env)
     policy = load_policy(policy_path)
     df = read_table_text(input_path)
-    result, report = deidentify_table(df, policy, key, source=input_path.name, output=output_path.name)
+    result, report = deidentify_table(df, policy, key, source=input_path.name, output=output_path.name,
+                                      notes_mode=notes_mode)
     report.warnings += key_file_warnings(key_file, [input_path, output_path])
     atomic_write_bytes(output_path, table_bytes(result, output_path))
     return report

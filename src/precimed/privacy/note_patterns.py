@@ -1,0 +1,282 @@
+"""Patterns for the PHI in notes other than names: IDs, phones, e-mails, URLs, IPs, dates, addresses, ages.
+
+Each entry of :data:`PATTERNS` is (type, compiled regex, group holding the PHI). The patterns are written
+for what clinicians type, not for tidy forms: any case, SSNs and phones with spaces, dots or slashes,
+seven-digit local numbers and extensions, digits spelled out, e-mails written "name at host dot org",
+dates in words ("the fourth of March", "March the 4th"), ordinals, month-year, day-first and year-first
+orders, holidays with a year, street addresses with unit numbers, PO boxes, ZIP codes in text, ages over
+89 in words ("ninety-two", "in her late nineties"), and record numbers after a label (MRN, Medicare/MBI,
+health plan, member, policy, licence plate, VIN, device serial ...). Places (city and town names) come
+from ``places.yaml`` and from residence contexts ("lives in ...") by :func:`place_spans`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from precimed.privacy.vocabulary import (
+    CARDINAL_WORD,
+    DAY_ORDINAL_WORD,
+    common_words,
+    fold,
+    lexicon_names,
+    number_value,
+    places,
+    zipf,
+)
+
+MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
+          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+MONTHS_I = rf"(?i:{MONTHS})"
+STATES = (r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
+          r"NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)")
+STATE_NAMES = (r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|"
+               r"Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|"
+               r"Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|"
+               r"New York|North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|"
+               r"South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|"
+               r"Wisconsin|Wyoming|Puerto Rico)")
+STREET_SUFFIX = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
+                 r"Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Row|Alley|Crescent|Close|Loop|Pike|"
+                 r"Turnpike|Plaza|Path|Run|Walk)")
+_UNIT = r"(?:apt|apartment|unit|suite|ste|flat|fl|floor|room|rm|bldg|building|lot|#|no)"
+_STREET_WORD = r"(?!(?i:and|or|the|with|to|at|on|in|of|for|by|from|pm|am|mg|mcg|mm|cm|ml|kg|mmhg|units?|tabs?|" \
+               r"times|days?|weeks?|hours?|hrs?|min|beats|puffs|saw|seen|was|is|had|has|per|x)\b)" \
+               r"(?:\d+(?:st|nd|rd|th)|[A-Za-z][a-zA-Z'-]*)"
+
+# state abbreviations that follow a city ("Garden Grove, CA"); MD, PA, DO, OR, IN, ME, ID ... also end names or words
+_CITY_STATES = (r"(?:AL|AK|AZ|AR|CA|CT|DC|FL|GA|IA|KS|KY|LA|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|NY|NC|ND|OH|RI|SC|SD|"
+                r"TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)")
+EMAIL_RE = r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+URL_RE = r"(?:https?://|www\.)[^\s<>\"'\])]+"
+IPV4_RE = r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+SSN_RE = r"\d{3}([-. ])\d{2}\1\d{4}"
+PHONE_RE = (r"(?:\+?1[ \t.\-/]?)?(?:\(\d{3}\)[ \t]?|\d{3}[ \t.\-/])\d{3}[ \t.\-/]\d{4}"
+            r"(?:[ \t]*,?[ \t]*(?i:x|ext\.?|extension)[ \t]*\d{1,6})?")
+STREET_RE = (rf"\d{{1,6}}[A-Za-z]?(?:-\d{{1,5}})?[ \t]+(?:(?i:[NSEW]|north|south|east|west)\.?[ \t]+)?"
+             rf"(?:{_STREET_WORD}\.?[ \t]+){{1,3}}(?i:{STREET_SUFFIX})\b"
+             r"(?![ \t]*(?i:elevation|depression|segment|wave))\.?"
+             rf"(?:,?[ \t]*(?i:{_UNIT})\.?[ \t]*#?[ \t]*[\w-]*\d[\w-]*)?")
+CITY_STATE_ZIP_RE = (rf"(?:[A-Z][a-zA-Z]+[ \t]){{0,2}}[A-Z][a-zA-Z]+,[ \t]*(?:{STATES}|{STATE_NAMES})[ \t]+"
+                     rf"\d{{5}}(?:-\d{{4}})?")
+
+_DOT = r"(?:[ \t]*\.[ \t]*|[ \t]*[(\[{<]dot[)\]}>][ \t]*|[ \t]+dot[ \t]+)"
+_AT = r"(?:[ \t]*@[ \t]*|[ \t]*[(\[{<]at[)\]}>][ \t]*|[ \t]+at[ \t]+)"
+_TLD = r"(?:com|org|net|edu|gov|mil|io|co|us|uk|ca|de|fr|info|biz|me|health|email|mail)"
+OBFUSCATED_EMAIL_RE = rf"(?i:\b[a-z0-9_%+-]+(?:{_DOT}[a-z0-9_%+-]+)*{_AT}[a-z0-9-]+(?:{_DOT}[a-z0-9-]+)*{_DOT}{_TLD}\b)"
+
+_DIGIT_WORD = r"(?:zero|oh|one|two|three|four|five|six|seven|eight|nine|\d)"
+SPELLED_DIGITS_RE = rf"(?i:\b(?:{_DIGIT_WORD}[ \t,.-]+){{6,}}{_DIGIT_WORD}\b)"
+
+_DAY = rf"(?:\d{{1,2}}(?i:st|nd|rd|th)?(?!\d)|(?i:{DAY_ORDINAL_WORD})\b)"
+_YEAR = r"(?:\d{4}|'\d{2})"
+HOLIDAYS = (r"(?i:christmas(?:[ \t]+(?:eve|day))?|xmas|thanksgiving(?:[ \t]+day)?|"
+            r"new[ \t]+year'?s(?:[ \t]+(?:eve|day))?|"
+            r"easter(?:[ \t]+sunday)?|independence[ \t]+day|fourth[ \t]+of[ \t]+july|july[ \t]+4th|labou?r[ \t]+day|"
+            r"memorial[ \t]+day|veterans'?[ \t]+day|halloween|valentine'?s[ \t]+day|hanukkah|chanukah|diwali|"
+            r"eid(?:[ \t]+al-(?:fitr|adha))?|ramadan|passover|yom[ \t]+kippur|rosh[ \t]+hashanah|"
+            r"(?:lunar|chinese)[ \t]+new[ \t]+year|tet|kwanzaa|mother'?s[ \t]+day|father'?s[ \t]+day|"
+            r"good[ \t]+friday|st\.?[ \t]+patrick'?s[ \t]+day|mlk[ \t]+day|presidents'?[ \t]+day|columbus[ \t]+day|"
+            r"juneteenth|boxing[ \t]+day)")
+_AGE_N = r"(?:9\d|1[0-2]\d)"
+_AGE_WORDS = (r"(?i:ninety(?:[ \t-](?:one|two|three|four|five|six|seven|eight|nine))?|"
+              rf"(?:(?:a|one)[ \t-])?hundred(?:[ \t-](?:and[ \t-])?(?:{CARDINAL_WORD})(?:[ \t-](?:one|two|three|four|"
+              r"five|six|seven|eight|nine))?)?)")
+_YEARS_OLD = r"(?i:[ \t]*-?[ \t]*(?:years?|yrs?|yr|y/o|y\.o\.|yo|y)(?:[ \t-]*(?:old|of[ \t]+age))?\b)"
+
+_ID_LABEL = (
+    r"(?i:\b(?:MRN|MR[ \t]?#|medical[ \t]+record(?:[ \t]+(?:number|no\.?|#))?|record[ \t]*#|acct\.?|account"
+    r"(?:[ \t]+(?:number|no\.?|#))?|patient[ \t]+id|pt[ \t]+id|member[ \t]+(?:id|number|no\.?|#)|member|"
+    r"subscriber[ \t]+(?:id|number|no\.?)|group[ \t]+(?:id|number|no\.?|#)|policy(?:[ \t]+(?:number|no\.?|#))?|"
+    r"insurance[ \t]+(?:id|number|no\.?)|health[ \t]+plan(?:[ \t]+(?:id|number|no\.?|#|beneficiary[ \t]+number))?|"
+    r"beneficiary[ \t]+(?:id|number|no\.?)|medicare(?:[ \t]+(?:number|no\.?|id|#|beneficiary[ \t]+identifier))?|"
+    r"mbi|hicn|medicaid(?:[ \t]+(?:number|no\.?|id|#))?|licen[cs]e(?:[ \t]+(?:number|no\.?|#))?|"
+    r"driver'?s[ \t]+licen[cs]e|dl|passport(?:[ \t]+(?:number|no\.?|#))?|SSN|social(?:[ \t]+security)?"
+    r"(?:[ \t]+(?:number|no\.?|#))?|encounter(?:[ \t]+(?:number|no\.?|#))?|CSN|FIN|ID|VIN|vehicle"
+    r"(?:[ \t]+identification)?(?:[ \t]+(?:number|no\.?|id|#))?|licen[cs]e[ \t]+plate|"
+    r"plate(?:[ \t]+(?:number|no\.?|#))?|"
+    r"tag[ \t]+(?:number|no\.?|#)|registration(?:[ \t]+(?:number|no\.?|#))?|serial(?:[ \t]+(?:number|no\.?|#))?|"
+    r"S/N|SN|device[ \t]+(?:id|serial|number|no\.?)|(?:pacemaker|implant|icd|pump|device)[ \t]+serial|NPI|DEA|"
+    r"certificate(?:[ \t]+(?:number|no\.?|#))?|accession(?:[ \t]+(?:number|no\.?|#))?|"
+    r"claim(?:[ \t]+(?:number|no\.?|#))?|"
+    r"case[ \t]+(?:number|no\.?|#)|badge(?:[ \t]+(?:number|no\.?|#))?|employee[ \t]+(?:id|number))(?![a-z]))")
+# an ID value: letters then digits, dashes inside, and up to two more upper-case chunks holding a digit ("XJH 884210")
+_ID_VALUE = (r"((?:[A-Za-z]{1,4}[ -]?)?[A-Za-z0-9]*\d[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*"
+             r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9]+(?:-[A-Z0-9]+)*){0,2})")
+
+PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
+    ("EMAIL", re.compile(rf"\b{EMAIL_RE}\b"), 0),
+    ("EMAIL", re.compile(OBFUSCATED_EMAIL_RE), 0),
+    ("URL", re.compile(rf"\b{URL_RE}"), 0),
+    ("IP", re.compile(rf"(?<![\d.]){IPV4_RE}(?![\d.]*\d)"), 0),
+    ("ID", re.compile(rf"(?<![\d-]){SSN_RE}(?![\d-])"), 0),
+    ("ID", re.compile(rf"{_ID_LABEL}[ \t]*(?:#|no\.?|number)?[ \t]*[:#=]?[ \t]*{_ID_VALUE}(?![\w-])"), 1),
+    ("ID", re.compile(r"\b[1-9][A-Za-z][A-Za-z0-9]\d-?[A-Za-z][A-Za-z0-9]\d-?[A-Za-z]{2}\d{2}\b"), 0),  # Medicare MBI
+    ("ID", re.compile(r"\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b"), 0),  # VIN
+    ("PHONE", re.compile(rf"(?<![\w/.-]){PHONE_RE}(?![\w-])"), 0),
+    ("PHONE", re.compile(r"(?<![\w+])\+\d{1,3}[ \t.-]?\(?\d{1,4}\)?(?:[ \t.-]?\d{2,4}){2,4}(?![\w-])"), 0),
+    ("PHONE", re.compile(r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|beeper|fax|call(?:ed)?|reach(?:ed)?[ \t]+at|"
+                         r"contact(?:[ \t]+number)?|number|home|work|ph)\b)[^\d\n]{0,15}(?<![\d-])(\d{3}[-. ]\d{4}|"
+                         r"\d{10,11})(?![\d-])"), 1),
+    ("PHONE", re.compile(r"(?<![\w\-./:])\d{3}-\d{4}(?![\w\-./]|[ \t]*(?i:mg|mcg|ml|units?|cells|iu|k)\b)"), 0),
+    ("PHONE", re.compile(r"(?i:\b(?:ext|extension)\.?[ \t]*#?[ \t]*\d{2,6}\b|\bx[ \t]?\d{4,5}\b)"), 0),
+    ("PHONE", re.compile(SPELLED_DIGITS_RE), 0),
+    ("DATE", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?\b"), 0),
+    ("DATE", re.compile(r"(?<![\d.])\d{4}([/.])\d{1,2}\1\d{1,2}(?![\d.]*\d)"), 0),
+    ("DATE", re.compile(r"(?<![\d/.-])\d{1,2}([/.-])\d{1,2}\1(?:\d{4}|\d{2})(?![\d/-]|\.\d)"), 0),
+    ("DATE", re.compile(rf"\b\d{{1,2}}[-]?{MONTHS_I}[-]?(?:\d{{4}}|\d{{2}})\b"), 0),
+    ("DATE", re.compile(rf"\b{MONTHS_I}\b\.?,?[ \t]+(?:(?i:the)[ \t]+)?{_DAY}"
+                        rf"(?:,?[ \t]+(?:(?i:of)[ \t]+)?{_YEAR})?"), 0),
+    ("DATE", re.compile(rf"\b(?:(?i:the)[ \t]+)?{_DAY}[ \t]+(?:(?i:of)[ \t]+)?{MONTHS_I}\b\.?(?:,?[ \t]+{_YEAR})?"), 0),
+    ("DATE", re.compile(rf"\b{MONTHS_I}\b\.?,?[ \t]+(?:(?i:of)[ \t]+)?{_YEAR}\b"), 0),
+    ("DATE", re.compile(rf"\b{MONTHS_I}\b\.?[ \t]+\d{{1,2}}[ \t]*(?:-|\u2013|to)[ \t]*\d{{1,2}}"
+                        rf"(?:,?[ \t]+{_YEAR})?"), 0),  # a range: "Aug. 9-12, 2021"
+    ("DATE", re.compile(r"(?<![\d/.-])(?:0?[1-9]|1[0-2])[/-](?:19|20)\d{2}(?![\d/-])"), 0),
+    ("DATE", re.compile(rf"\b{HOLIDAYS}(?:[ \t]+(?:(?i:of)[ \t]+)?{_YEAR})\b"), 0),
+    ("DATE", re.compile(r"(?i:\b(?:on|since|from|until|till|through|thru|dated|date:?|seen|admitted|discharged|before|"
+                        r"after|removed|placed|started|stopped|scheduled|performed|last|next|dos:?|dob:?|check|"
+                        r"visit|appt|appointment|due|return|f/u|follow-up|mon|tue|tues|wed|thu|thur|thurs|fri|sat|"
+                        r"sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday),?[ \t]+)"
+                        r"(\d{1,2}/\d{1,2})(?![\d/])"), 1),
+    ("DATE", re.compile(rf"(?i:\b(?:on|since|from|until|till|by|before|after|monday|tuesday|wednesday|thursday|"
+                        rf"friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun),?[ \t]+)"
+                        rf"((?i:the)[ \t]+(?:\d{{1,2}}(?i:st|nd|rd|th)|(?i:{DAY_ORDINAL_WORD})))\b"
+                        rf"(?=[ \t]*(?:[,.;:)]|$|\n|(?i:at|and|when|in|she|he|they|we)\b))"), 1),
+    ("ADDRESS", re.compile(rf"\b{STREET_RE}(?:,?[ \t]+{CITY_STATE_ZIP_RE})?"), 0),
+    ("ADDRESS", re.compile(rf"\b{STREET_RE},[ \t]*([A-Z][a-zA-Z]+(?:[ \t][A-Z][a-zA-Z]+)?)\b(?![ \t]*:)"), 1),
+    ("ADDRESS", re.compile(r"(?i:\bp\.?[ \t]?o\.?[ \t]*box[ \t]*#?[ \t]*\d+|\bpost[ \t]+office[ \t]+box[ \t]+\d+|"
+                           r"\bpob[ \t]+\d+)\b"), 0),
+    ("ADDRESS", re.compile(rf"\b{CITY_STATE_ZIP_RE}\b"), 0),
+    ("ADDRESS", re.compile(rf"\b((?:[A-Z][a-z]+[ \t]){{0,2}}[A-Z][a-z]+),[ \t]*(?:{_CITY_STATES}|{STATE_NAMES})\b"), 1),
+    ("ADDRESS", re.compile(r"(?i:\b(?:zip|zip[ \t]*code|postal[ \t]*code|postcode)[ \t]*[:#]?[ \t]*)"
+                           r"(\d{5}(?:-\d{4})?)\b"), 1),
+    ("ADDRESS", re.compile(rf"\b(?:{STATES}|{STATE_NAMES})[ \t]+(\d{{5}}(?:-\d{{4}})?)\b"), 1),
+    ("ADDRESS", re.compile(r"\b[A-Z][a-z]+(?:[ \t][A-Z][a-z]+)?[ \t]+County\b"), 0),
+    ("ADDRESS", re.compile(r"(?i:\b(?:apt|apartment|suite|ste|flat)\.?[ \t]*#?[ \t]*\d+[a-z]?\b)"), 0),
+    ("AGE", re.compile(rf"(?<![\d.]){_AGE_N}(?={_YEARS_OLD})"), 0),
+    ("AGE", re.compile(rf"(?i:\b(?:age[ds]?|aged|age[ \t]+of|turned|turns|turning)[ \t]*:?[ \t]*)({_AGE_N})\b"), 1),
+    ("AGE", re.compile(rf"(?<![\d.]){_AGE_N}(?=[ \t]?[MF]\b)"), 0),
+    ("AGE", re.compile(rf"\b{_AGE_WORDS}(?={_YEARS_OLD})"), 0),
+    ("AGE", re.compile(rf"(?i:\b(?:age[ds]?|aged|age[ \t]+of|turned|turns|turning)[ \t]*:?[ \t]*)({_AGE_WORDS})\b"), 1),
+    ("AGE", re.compile(r"(?i:\bin[ \t]+(?:his|her|their)[ \t]+(?:(?:early|mid|late)[ \t-]*)?"
+                       r"(nineties|'?90s|hundreds)\b)"), 1),
+    ("AGE", re.compile(r"(?i:\b(?:super)?(?:nonagenarian|centenarian)s?\b)"), 0),
+    ("AGE", re.compile(rf"(?i:\b(?:is|was|now|be|turning)[ \t]+)({_AGE_WORDS})\b"
+                       r"(?![ \t-]*(?:percent|%|mg|minutes))"), 1),
+    ("AGE", re.compile(rf"(?<=\d)[ \t]*\(({_AGE_N})\)"), 1),
+    ("AGE", re.compile(rf"(?i:\b({_AGE_N}(?:st|nd|rd|th)|ninetieth|ninety-(?:first|second|third|fourth|fifth|sixth|"
+                       r"seventh|eighth|ninth)|hundredth)[ \t]+birthday)"), 1),
+    ("ID", re.compile(r"\b[A-Z]{1,3}\d{6,10}\b"), 0),
+    ("ID", re.compile(r"(?<![\d.,$])\d{7,10}(?![\d.,]\d|[ \t]*(?i:mg|mcg|g|ml|units?)\b)"), 0),
+]
+
+_RESIDENCE = re.compile(
+    r"(?i:\b(?:lives|living|live|resides|residing|resident|moved|relocated|moving|native|born|raised|grew[ \t]+up|"
+    r"home|house|apartment|farm|visiting|vacationing|travell?ed|returned|stays|staying|works|worked|based)"
+    r"(?:[ \t]+(?:alone|here|there|now|currently|back|up|down|with[ \t]+(?:his|her|their)?[ \t]*\w+))?[ \t]+"
+    r"(?:in|at|to|from|of|near|outside(?:[ \t]+of)?)[ \t]+(?:the[ \t]+)?(?:(?:town|city|village|county|area|suburbs?)"
+    r"[ \t]+of[ \t]+)?|\b(?:town|city|village)[ \t]+of[ \t]+|\b(?:is|are|was|originally|comes?|came)[ \t]+from[ \t]+)")
+_ZIP_AFTER = re.compile(r",?[ \t]+\d{5}(?:-\d{4})?\b")
+_WORD = re.compile(r"[^\W\d_]+(?:['\u2019.-][^\W\d_]+)*")
+
+
+def valid_numeric_date(text: str) -> bool:
+    """A numeric date is plausible in month-first or day-first order (rejects 45/12/20)."""
+    m = re.fullmatch(r"(\d{1,4})[/.-](\d{1,2})(?:[/.-](\d{2}|\d{4}))?", text)
+    if m is None:
+        return True
+    a, b = int(m.group(1)), int(m.group(2))
+    if len(m.group(1)) == 4:
+        return m.group(3) is not None and 1 <= b <= 12 and 1 <= int(m.group(3)) <= 31
+    return (1 <= a <= 12 and 1 <= b <= 31) or (1 <= b <= 12 and 1 <= a <= 31)
+
+
+def age_over_89(text: str) -> bool:
+    """A matched age (digits or words) is 90 or more (phrases such as "nineties" always are)."""
+    digits = re.search(r"\d+", text)
+    if digits:
+        return int(digits.group()) >= 90
+    value = number_value(text)
+    return value is None or value >= 90
+
+
+def ambiguous_lowercase_month(piece: str) -> bool:
+    """"may 2" / "march 3" in lower case without a year or ordinal: a verb, not a date."""
+    m = re.match(r"(may|march|mar|jan|sept?|dec|oct|aug)\b", piece)
+    if m is None:
+        return False
+    return re.search(r"\d{4}|'\d{2}|\d(?:st|nd|rd|th)|(?i:first|second|third|th\b)", piece) is None
+
+
+def place_spans(text: str) -> list[tuple[int, int]]:
+    """City and town names: known places (``places.yaml``) written capitalized, and the words after a
+    residence context ("lives in", "moved from", "town of") in any case."""
+    words = list(_WORD.finditer(text))
+    known = places()
+    common = common_words()
+    out: list[tuple[int, int]] = []
+    after = {m.end() for m in _RESIDENCE.finditer(text)}
+    i = 0
+    while i < len(words):
+        hit = None
+        for n in (4, 3, 2, 1):
+            if i + n > len(words) or not _joined(text, words, i, n):
+                continue
+            phrase = " ".join(fold(w.group()) for w in words[i:i + n])
+            if phrase in known and _place_ok(words[i:i + n], words[i].start() in after, common):
+                hit = n
+                break
+        if hit is None and words[i].start() in after:
+            hit = _context_place(words, i, text, common)
+        if hit:
+            end = words[i + hit - 1].end()
+            zip_code = _ZIP_AFTER.match(text, end)
+            out.append((words[i].start(), zip_code.end() if zip_code else end))
+            i += hit
+        else:
+            i += 1
+    return out
+
+
+def _joined(text: str, words: list[re.Match[str]], i: int, n: int) -> bool:
+    return all(text[words[j].end():words[j + 1].start()] in (" ", "-") for j in range(i, i + n - 1))
+
+
+def _place_ok(ws: list[re.Match[str]], in_context: bool, common: frozenset[str]) -> bool:
+    if in_context:
+        return True
+    if not all(w.group()[0].isupper() for w in ws) or fold(ws[0].group()) in _eponyms():
+        return False
+    if len(ws) > 1:
+        return True
+    f = fold(ws[0].group())
+    return f not in lexicon_names() and zipf(f) < 5.0
+
+
+def _context_place(words: list[re.Match[str]], i: int, text: str, common: frozenset[str]) -> int:
+    """How many words after a residence context form a place name (0 if none)."""
+    n = 0
+    while i + n < len(words) and n < 3:
+        w = words[i + n].group()
+        f = fold(w)
+        if n and not _joined(text, words, i + n - 1, 2):
+            break
+        capital = w[0].isupper()
+        if (capital and (f not in common or (n == 0 and f not in _NOT_PLACES))) or (
+                not capital and f not in common and len(f) > 2):
+            n += 1
+        else:
+            break
+    return n
+
+
+@cache
+def _eponyms() -> frozenset[str]:
+    from precimed.privacy.note_names import name_words
+
+    return name_words().eponyms
+
+
+_NOT_PLACES = frozenset({"a", "an", "the", "his", "her", "their", "home", "here", "there", "our", "my", "assisted",
+                         "nursing", "group", "hospital", "rehab", "shelter", "jail", "prison"})

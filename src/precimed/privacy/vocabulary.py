@@ -1,0 +1,134 @@
+"""Word lists the note de-identifier reads: folded spellings, common English, medical words, places, numbers.
+
+- :func:`fold` gives the comparison form of a word: Unicode NFKD with the accents dropped, lower case,
+  typographic apostrophes made plain ("Nguyễn" -> "nguyen", "O’Brien" -> "o'brien").
+- :func:`common_words` is the top of the English word-frequency list of the maintained ``wordfreq``
+  package (its data ships inside the wheel; nothing is downloaded), less the names of ``names.yaml``.
+  A word in it is not taken for a name unless a rule says so; the allowlist mode keeps only such words.
+- :func:`medical_words` is ``medical_vocabulary.yaml`` (drugs, anatomy, abbreviations) plus words with
+  a clinical suffix (-itis, -ectomy, -olol ...).
+- :func:`places` is ``places.yaml``: city and town names, folded.
+- :func:`number_value` reads numbers written as words ("ninety-two", "a hundred and one").
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import cache
+from importlib import resources
+
+import yaml
+
+COMMON_NAME_RANK = 10_000  # a word this common is not a name-like token on its own
+ALLOW_RANK = 30_000  # the allowlist mode keeps the 30,000 most frequent English words (less names)
+
+_MEDICAL_SUFFIX = re.compile(
+    r"(?:itis|ectomy|ostomy|otomy|plasty|scopy|graphy|gram|emia|aemia|osis|oses|pathy|algia|ology|ologist|"
+    r"oma|omas|plegia|paresis|penia|cytosis|uria|trophy|megaly|lysis|genic|olol|pril|sartan|statin|azole|mycin|"
+    r"cillin|cycline|floxacin|dipine|tidine|prazole|parin|xaban|gliptin|gliflozin|glutide|formin|mab|nib|"
+    r"vir|dipine|zepam|zolam|adone|codone|morphone|profen|setron|triptan|lukast|terol|olone|asone|"
+    r"kinase|ase|amine|idine|oxacin|azepine|afil|tropin|uretic|emic|ular|osal|ative)$")
+
+
+def fold(word: str) -> str:
+    """The comparison form of a word: accents dropped, lower case, plain apostrophes."""
+    decomposed = unicodedata.normalize("NFKD", word.replace("\u2019", "'").replace("\u02bc", "'"))
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return stripped.replace("\u0111", "d").replace("\u0110", "d").replace("\u0142", "l").replace("\u00f8", "o") \
+        .replace("\u00df", "ss").casefold()
+
+
+@cache
+def _data(name: str) -> dict:
+    return yaml.safe_load(resources.files("precimed.privacy").joinpath(name).read_text(encoding="utf-8"))
+
+
+@cache
+def lexicon_names() -> frozenset[str]:
+    """Folded given names and surnames of ``names.yaml`` (not the ambiguous ones), with and without apostrophes."""
+    data = _data("names.yaml")
+    names = {fold(n) for n in (*data["first_names"], *data["last_names"])}
+    ambiguous = {fold(n) for n in (*data["ambiguous_first_names"], *data["ambiguous_last_names"])}
+    names -= ambiguous
+    return frozenset(names | {n.replace("'", "") for n in names})
+
+
+@cache
+def _ranked_words(limit: int) -> frozenset[str]:
+    from wordfreq import top_n_list  # imported on first use: ~0.2 s to load its English list
+
+    return frozenset(fold(w) for w in top_n_list("en", limit) if w.isalpha())
+
+
+@cache
+def zipf(folded: str) -> float:
+    """How common a word is in English, on wordfreq's Zipf scale (7: "the"; 3: once per million words)."""
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(folded, "en"))
+
+
+@cache
+def common_words(limit: int = COMMON_NAME_RANK) -> frozenset[str]:
+    """The `limit` most frequent English words (``wordfreq``), folded, less the names of the lexicon."""
+    return _ranked_words(limit) - lexicon_names()
+
+
+@cache
+def medical_words() -> frozenset[str]:
+    """The shipped medical vocabulary, folded."""
+    data = _data("medical_vocabulary.yaml")
+    return frozenset(fold(w) for group in data["words"].values() for w in group.split())
+
+
+def is_medical(folded: str) -> bool:
+    """A shipped medical word, or a word with a clinical suffix (at least 6 letters)."""
+    if folded in medical_words():
+        return True
+    return len(folded) >= 6 and folded not in lexicon_names() and _MEDICAL_SUFFIX.search(folded) is not None
+
+
+@cache
+def places() -> frozenset[str]:
+    """Folded city and town names (single and multi-word) of ``places.yaml``."""
+    data = _data("places.yaml")
+    return frozenset(" ".join(fold(p).split()) for p in data["places"])
+
+
+# ------------------------------------------------------------------------------------------ number words
+UNITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+TENS = ("_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+ORDINALS = ("_", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth",
+            "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth",
+            "eighteenth", "nineteenth", "twentieth")
+_VALUE = {w: i for i, w in enumerate(UNITS)} | {w: 10 * i for i, w in enumerate(TENS) if w != "_"}
+_ORDINAL_VALUE = {w: i for i, w in enumerate(ORDINALS) if w != "_"} | {"thirtieth": 30, "ninetieth": 90}
+CARDINAL_WORD = rf"(?:{'|'.join(sorted(_VALUE, key=len, reverse=True))})"
+ORDINAL_WORD = rf"(?:{'|'.join(sorted(_ORDINAL_VALUE, key=len, reverse=True))})"
+# a day of the month as an ordinal word: "fourth", "twenty-first", "thirty first"
+DAY_ORDINAL_WORD = rf"(?:(?:twenty|thirty)[\s-]?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)|" \
+                   rf"{ORDINAL_WORD})"
+
+
+def number_value(words: str) -> int | None:
+    """The value of a number written in words ("ninety-two", "one hundred and one", "twenty first"); None if not."""
+    total, current, seen = 0, 0, False
+    for word in re.split(r"[\s-]+", words.lower().strip()):
+        if word in ("and", ""):
+            continue
+        if word in ("a", "one") and not seen and current == 0:
+            current, seen = 1, True
+            continue
+        if word == "hundred":
+            current = max(current, 1) * 100
+        elif word in _VALUE:
+            current += _VALUE[word]
+        elif word in _ORDINAL_VALUE:
+            current += _ORDINAL_VALUE[word]
+        else:
+            return None
+        seen = True
+    total += current
+    return total if seen else None
