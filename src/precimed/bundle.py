@@ -17,16 +17,18 @@ import hashlib
 import json
 import platform
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from precimed import __version__
-from precimed.config import FeatureConfig, RunConfig, TaskConfig
+from precimed.config import FeatureConfig, RunConfig, TaskConfig, parse_config
 from precimed.errors import ArtifactError, ConfigError
 from precimed.jsonio import dumps, plain
 from precimed.preprocess import TabularPreprocessor
@@ -71,7 +73,7 @@ class Bundle:
 
     @property
     def config(self) -> RunConfig:
-        return RunConfig.model_validate(self.metadata["config"])
+        return parse_config(self.metadata["config"], source=f"{self.path.name}/metadata.json config")
 
     @property
     def task(self) -> TaskConfig:
@@ -161,6 +163,18 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
     return directory
 
 
+class BundleInvalid(ArtifactError):
+    """A bundle that fails verification.
+
+    `reason` names the problem by paths inside the bundle only, so a service can send it to a client without
+    revealing where the server keeps its files; str() adds the folder, for the user at the command line.
+    """
+
+    def __init__(self, directory: Path, reason: str) -> None:
+        super().__init__(f"{directory}: {reason}")
+        self.reason = reason
+
+
 def _major_minor(v: str) -> tuple[str, ...]:
     return tuple(v.split("+")[0].split(".")[:2])
 
@@ -168,54 +182,174 @@ def _major_minor(v: str) -> tuple[str, ...]:
 def _check_versions(meta: dict, directory: Path) -> None:
     """Refuse a bundle from another precimed major version; warn when a numeric library's minor version moved."""
     if str(meta.get("precimed_version", "0")).split(".")[0] != __version__.split(".")[0]:
-        raise ArtifactError(f"{directory}: written by precimed {meta.get('precimed_version')}, this is {__version__}; "
-                            "retrain or load it with the matching version")
+        raise BundleInvalid(directory, f"written by precimed {meta.get('precimed_version')}, this is "
+                            f"{__version__}; retrain or load it with the matching version")
     now = library_versions()
-    moved = [f"{lib} {old} → {now[lib]}" for lib, old in (meta.get("libraries") or {}).items()
+    libraries = meta.get("libraries") if isinstance(meta.get("libraries"), dict) else {}
+    moved = [f"{lib} {old} → {now[lib]}" for lib, old in libraries.items()
              if lib in ("torch", "scikit-learn", "lightgbm", "numpy") and lib in now
-             and _major_minor(old) != _major_minor(now[lib])]
+             and _major_minor(str(old)) != _major_minor(now[lib])]
     if moved:
         warnings.warn(f"{directory}: library versions differ from training ({', '.join(moved)}); predictions may "
                       "differ slightly", UserWarning, stacklevel=3)
 
 
+class _ModelEntry(BaseModel):
+    """One model's record in metadata.json: its catalogue class, its state file and its blob files."""
+
+    class_name: str = Field(alias="class")
+    state: str
+    blobs: dict[str, str] = {}
+
+
+class _Manifest(BaseModel):
+    """The parts of metadata.json that loading relies on; everything else is kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=256)
+    sha256: dict[str, str]
+    models: dict[str, _ModelEntry] = Field(min_length=1)
+    config: dict[str, Any]
+
+
+def _check_manifest(meta: dict, directory: Path) -> _Manifest:
+    """The metadata's shape (after its own hash matched): a bundle written by hand must not crash the loader."""
+    try:
+        manifest = _Manifest.model_validate(meta)
+        RunConfig.model_validate(meta["config"])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "metadata"
+        raise BundleInvalid(directory, f"metadata.json field {where!r}: {first['msg']}; refusing to load") from None
+    for name, entry in manifest.models.items():
+        missing = [rel for rel in (entry.state, *entry.blobs.values()) if rel not in manifest.sha256]
+        if missing:
+            raise BundleInvalid(directory, f"model {name!r} names files without a recorded hash ({missing[:3]}); "
+                                "refusing to load")
+    return manifest
+
+
+def safe_member(rel: object) -> str | None:
+    """Why `rel` is not a plain relative path inside a bundle (None when it is one).
+
+    A hash list is attacker-controlled in an uploaded bundle: an absolute path, '..', a backslash or a drive
+    letter would let it probe files outside the bundle (missing versus mismatched is an existence oracle).
+    """
+    if not isinstance(rel, str) or not rel or len(rel) > 255:
+        return "expected a relative path of 1 to 255 characters"
+    if "\\" in rel or ":" in rel or "\x00" in rel:
+        return "backslashes, drive letters, colons and NUL bytes are not allowed"
+    if rel.startswith("/") or PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        return "absolute paths are not allowed"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "empty, '.' and '..' path parts are not allowed"
+    return None
+
+
+def _member_paths(hashes: dict[str, str], directory: Path) -> dict[str, Path]:
+    """Each hash-list entry's file, after checking every name (before touching the filesystem) and that no link
+    leads out of the bundle."""
+    for rel in hashes:
+        problem = safe_member(rel)
+        if problem is not None:
+            raise BundleInvalid(directory, f"the hash list names {rel[:80]!r}: {problem}; only files inside the "
+                                "bundle may be listed, refusing to load")
+    root = directory.resolve()
+    out = {}
+    for rel in hashes:
+        path = directory / rel
+        if not path.resolve().is_relative_to(root):
+            raise BundleInvalid(directory, f"{rel} is a link that leads outside the bundle; refusing to load")
+        out[rel] = path
+    return out
+
+
+def read_metadata(directory: Path) -> dict:
+    """metadata.json as a dict, verified against its own hash (BundleInvalid otherwise)."""
+    meta_path = directory / "metadata.json"
+    if not meta_path.is_file() or not meta_path.resolve().is_relative_to(directory.resolve()):
+        raise BundleInvalid(directory, "not a precimed bundle (no metadata.json)")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleInvalid(directory, f"metadata.json is unreadable ({type(exc).__name__}); refusing to "
+                            "load") from None
+    if not isinstance(meta, dict):
+        raise BundleInvalid(directory, "metadata.json is not a JSON object; refusing to load")
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise BundleInvalid(directory, f"bundle format {str(meta.get('format'))[:20]!r}, this precimed reads "
+                            f"{BUNDLE_FORMAT}")
+    _check_versions(meta, directory)
+    if meta.get("metadata_sha256") != sha256_bytes(_canonical(meta)):
+        raise BundleInvalid(directory, "metadata.json was altered after the bundle was written (hash mismatch); "
+                            "refusing to load")
+    return meta
+
+
+def verify_files(directory: Path | str) -> tuple[dict, dict[str, bytes]]:
+    """The verified metadata and the bytes of every file its hash list names.
+
+    Refuses (BundleInvalid) an altered metadata.json, a hash list naming anything but a plain file inside the
+    bundle, and a file that is missing or does not match its hash.
+    """
+    directory = Path(directory)
+    meta = read_metadata(directory)
+    manifest = _check_manifest(meta, directory)
+    blobs: dict[str, bytes] = {}
+    for rel, path in _member_paths(manifest.sha256, directory).items():
+        if not path.is_file():
+            raise BundleInvalid(directory, f"{rel} is missing from the bundle; refusing to load")
+        data = path.read_bytes()
+        if sha256_bytes(data) != manifest.sha256[rel]:
+            raise BundleInvalid(directory, f"{rel} does not match its recorded sha256; the bundle was altered, "
+                                "refusing to load")
+        blobs[rel] = data
+    return meta, blobs
+
+
+def _decode(what: str, directory: Path, make: Callable[[], Any]) -> Any:
+    """Build one part of the bundle from its verified bytes; any failure is the bundle's (BundleInvalid).
+
+    The hashes only prove the files are the ones the metadata lists, not that a trustworthy run wrote them: an
+    uploaded bundle may hold anything, so a decoding failure of any type is turned into one line.
+    """
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 (untrusted content: every failure is a bad bundle)
+        detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+        raise BundleInvalid(directory, f"{what} could not be read ({type(exc).__name__}"
+                            f"{': ' + detail if detail else ''}); refusing to load") from exc
+
+
 def load_bundle(directory: Path | str) -> Bundle:
     """Load and verify a bundle; refuse it if any file was altered, added to the record, or is missing."""
     directory = Path(directory)
-    meta_path = directory / "metadata.json"
-    if not meta_path.is_file():
-        raise ArtifactError(f"{directory}: not a precimed bundle (no metadata.json)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{meta_path}: unreadable metadata ({exc}); refusing to load") from None
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise ArtifactError(f"{directory}: bundle format {meta.get('format')!r}, this precimed reads {BUNDLE_FORMAT}")
-    _check_versions(meta, directory)
-    if meta.get("metadata_sha256") != sha256_bytes(_canonical(meta)):
-        raise ArtifactError(f"{meta_path} was altered after the bundle was written (hash mismatch); refusing to load")
-    blobs: dict[str, bytes] = {}
-    for rel, digest in meta["sha256"].items():
-        path = directory / rel
-        if not path.is_file():
-            raise ArtifactError(f"{path} is missing from the bundle; refusing to load")
-        data = path.read_bytes()
-        if sha256_bytes(data) != digest:
-            raise ArtifactError(f"{path} does not match its recorded sha256; the bundle was altered, refusing to load")
-        blobs[rel] = data
-    preprocessor = TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"]))
+    meta, blobs = verify_files(directory)
+    if "preprocessor.json" not in blobs:
+        raise BundleInvalid(directory, "preprocessor.json is not in the hash list; refusing to load")
+    preprocessor = _decode("preprocessor.json", directory,
+                           lambda: TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"])))
     sequence_preprocessor = None
     if SEQUENCE_STATE in blobs:
-        sequence_preprocessor = SequencePreprocessor.from_state(json.loads(blobs[SEQUENCE_STATE]))
+        sequence_preprocessor = _decode(SEQUENCE_STATE, directory,
+                                        lambda: SequencePreprocessor.from_state(json.loads(blobs[SEQUENCE_STATE])))
     background = None
     if BACKGROUND in blobs:
-        state = json.loads(blobs[BACKGROUND])
-        background = np.asarray(state["rows"], dtype=state["dtype"])
+        background = _decode(BACKGROUND, directory, lambda: _background(json.loads(blobs[BACKGROUND])))
     models = {}
     for name, info in meta["models"].items():
         cls = class_named(info["class"])
         if cls is None:
-            raise ArtifactError(f"{directory}: model {name!r} has unknown class {info['class']!r}")
-        state = json.loads(blobs[info["state"]])
-        models[name] = cls.from_state(state, {b: blobs[rel] for b, rel in info["blobs"].items()})
+            raise BundleInvalid(directory, f"model {name!r} has unknown class {str(info['class'])[:80]!r}")
+        models[name] = _decode(f"model {name!r}", directory, lambda cls=cls, info=info: cls.from_state(
+            json.loads(blobs[info["state"]]), {b: blobs[rel] for b, rel in info["blobs"].items()}))
     return Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background)
+
+
+def _background(state: dict) -> np.ndarray:
+    """The SHAP background rows, numeric only (a dtype of 'object' would let a file smuggle arbitrary values)."""
+    rows = np.asarray(state["rows"], dtype=np.dtype(state["dtype"]))
+    if rows.dtype.kind not in "fiub":
+        raise ValueError(f"background dtype {rows.dtype} is not numeric")
+    return rows

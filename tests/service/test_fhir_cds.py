@@ -74,6 +74,7 @@ def test_a_data_scientist_sets_a_mapping_that_is_checked_against_the_features(sv
     from precimed.service import cli_commands as cli
 
     cli.registry_add(svc.registry, pima_bundles[1])
+    cli.registry_promote(svc.registry, "pima-small", 2, stage="staging")  # clinicians pin only staged versions
     r = svc.client.post("/v1/fhir/pima-small/predict?version=2", json=BUNDLE, headers=svc.auth("clinician"))
     assert r.status_code == 422 and "no FHIR mapping" in r.json()["message"]
     url = "/v1/models/pima-small/versions/2/fhir-mapping"
@@ -90,7 +91,7 @@ def test_a_data_scientist_sets_a_mapping_that_is_checked_against_the_features(sv
 
 
 def test_cds_discovery_lists_a_patient_view_service_per_mapped_production_model(svc):
-    services = svc.client.get("/cds-services").json()["services"]
+    services = svc.client.get("/cds-services", headers=svc.auth("clinician")).json()["services"]
     assert [(s["id"], s["hook"]) for s in services] == [("precimed-pima-small", "patient-view")]
     assert "patient" in services[0]["prefetch"]
 

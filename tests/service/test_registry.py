@@ -69,6 +69,7 @@ def test_an_altered_bundle_is_refused_and_leaves_nothing_behind(tmp_path, pima_b
 
 def test_requests_get_production_unless_they_pin_a_version(svc, pima_bundles):
     cli.registry_add(svc.registry, pima_bundles[1])
+    cli.registry_promote(svc.registry, "pima-small", 2, stage="staging")  # clinicians pin only staged versions
     v, p1 = _probability(svc)
     assert v == 1
     pinned, p2 = _probability(svc, version=2)
@@ -84,22 +85,28 @@ def test_requests_get_production_unless_they_pin_a_version(svc, pima_bundles):
     assert [f["name"] for f in listing["serving"]["features"]] == ["glu", "bmi", "age", "ped"]
 
 
-def test_a_model_without_production_is_404_until_pinned(svc, pima_bundles):
+def test_a_model_without_production_is_404_until_pinned_in_staging(svc, pima_bundles):
     cli.registry_add(svc.registry, pima_bundles[1], name="fresh")
     r = svc.client.post("/v1/models/fresh/predict", json={"patients": [PATIENT]}, headers=svc.auth("clinician"))
     assert r.status_code == 404 and "no production version" in r.json()["message"]
-    r = svc.client.post("/v1/models/fresh/predict", json={"patients": [PATIENT], "version": 1},
-                        headers=svc.auth("clinician"))
+    pinned = {"patients": [PATIENT], "version": 1}
+    r = svc.client.post("/v1/models/fresh/predict", json=pinned, headers=svc.auth("clinician"))
+    assert r.status_code == 403 and "staging or production" in r.json()["message"]
+    cli.registry_promote(svc.registry, "fresh", 1, stage="staging")
+    r = svc.client.post("/v1/models/fresh/predict", json=pinned, headers=svc.auth("clinician"))
     assert r.status_code == 200
 
 
 def test_a_registered_bundle_altered_on_disk_is_not_served(svc, pima_bundles):
     info = cli.registry_add(svc.registry, pima_bundles[1], name="tampered")
+    cli.registry_promote(svc.registry, "tampered", 1, stage="staging")
     target = svc.registry / "models" / "tampered" / str(info["version"]) / "bundle" / "preprocessor.json"
     target.write_text(target.read_text().replace("0", "1", 1))
     r = svc.client.post("/v1/models/tampered/predict", json={"patients": [PATIENT], "version": 1},
                         headers=svc.auth("clinician"))
     assert r.status_code == 503 and "verification" in r.json()["message"]
+    assert "tampered v1: preprocessor.json does not match" in r.json()["message"]
+    assert str(svc.registry) not in r.text  # the model and version are named, not the server's folders
     assert svc.client.post("/v1/models/tampered/promote", json={"version": 1},
                            headers=svc.auth("admin")).status_code == 503
 

@@ -8,19 +8,25 @@ then renames it into place and records the version (and an audit row) in one tra
 neither a folder nor a row. Stages (staging, production) are an append-only history per model: `promote` pushes
 a version, `rollback` pops back to the one before. A request names a model and gets its production version,
 unless it pins a version.
+
+Loaded bundles are re-verified while they are served (`integrity_problems`, and `load` on a cache hit): at most
+once per `verify_interval` seconds, each file's size, times and inode are compared with what they were when its
+hash last matched, and only a file whose signature moved is hashed again. A bundle whose files changed is
+dropped from the cache and refused (ArtifactError, HTTP 503) until it verifies again. Messages name the model,
+version and the file inside the bundle, never a server path.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from precimed.bundle import Bundle, load_bundle
+from precimed.bundle import Bundle, BundleInvalid, load_bundle, read_metadata
 from precimed.errors import ArtifactError, ConfigError
 from precimed.service.audit import AuditLog
 from precimed.service.db import Database, ModelRow, StageRow, VersionRow, utcnow
@@ -77,6 +83,21 @@ class LoadedModel:
     bundle: Bundle
 
 
+Signature = tuple[int, int, int, int, int]
+METADATA = "metadata.json"
+
+
+@dataclass
+class _Watch:
+    """What a loaded bundle's files looked like when their hashes last matched (see `Registry.integrity_problems`)."""
+
+    info: VersionInfo
+    hashes: dict[str, str]  # file inside the bundle → its recorded sha256 (metadata.json: checked by its own hash)
+    stats: dict[str, Signature] = field(default_factory=dict)  # file → signature when its hash last matched
+    checked: float = float("-inf")  # time.monotonic() of the last check
+    problem: str | None = None
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise ConfigError(f"model name {name!r}: use letters, digits, '.', '_' or '-' (at most 128, starting with a "
@@ -85,12 +106,15 @@ def check_name(name: str) -> str:
 
 
 class Registry:
-    def __init__(self, root: Path, db: Database, audit: AuditLog, *, cache_size: int = 8) -> None:
+    def __init__(self, root: Path, db: Database, audit: AuditLog, *, cache_size: int = 8,
+                 verify_interval: float = 30.0) -> None:
         self.root = Path(root).resolve()
         self.db = db
         self.audit = audit
         self.cache_size = cache_size
+        self.verify_interval = verify_interval
         self._cache: OrderedDict[tuple[str, int, str], LoadedModel] = OrderedDict()
+        self._watches: dict[tuple[str, int, str], _Watch] = {}
         self._cache_lock = threading.Lock()
         self._resolved: dict[tuple[Any, ...], VersionInfo] = {}
         (self.root / "models").mkdir(parents=True, exist_ok=True)
@@ -106,10 +130,14 @@ class Registry:
         incoming.mkdir(exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="add-", dir=incoming))
         try:
-            shutil.copytree(source, tmp / "bundle", symlinks=False)
-            copied = load_bundle(tmp / "bundle")  # the copy is what we serve: verify it too
+            _copy_verified(source, tmp / "bundle", bundle)
+            try:
+                copied = load_bundle(tmp / "bundle")  # the copy is what we serve: verify it too
+            except BundleInvalid as exc:
+                raise BundleInvalid(source, f"{exc.reason} (in the copy: the bundle changed while it was being "
+                                    "registered; try again)") from None
             if copied.metadata["metadata_sha256"] != bundle.metadata["metadata_sha256"]:
-                raise ArtifactError(f"{source} changed while it was being registered; try again")
+                raise BundleInvalid(source, "the bundle changed while it was being registered; try again")
             mapping_sha = None
             if fhir_mapping is not None:
                 (tmp / FHIR_MAPPING).write_bytes(fhir_mapping)
@@ -177,7 +205,11 @@ class Registry:
             expected = self._version_row(s, info.name, info.version).fhir_mapping_sha256
         if expected is None:
             return None
-        data = (info.path / FHIR_MAPPING).read_bytes()
+        try:
+            data = (info.path / FHIR_MAPPING).read_bytes()
+        except OSError:
+            raise ArtifactError(f"{info.name} v{info.version}: the FHIR mapping file cannot be read; refusing to "
+                                "use it") from None
         if _sha(data) != expected:
             raise ArtifactError(f"{info.name} v{info.version}: the FHIR mapping file was altered; refusing to use it")
         return data
@@ -269,27 +301,90 @@ class Registry:
             return list(s.execute(select(ModelRow.name).order_by(ModelRow.name)).scalars())
 
     def load(self, info: VersionInfo) -> LoadedModel:
-        """The verified bundle of a version (cached; hashes are checked when it is first loaded)."""
+        """The verified bundle of a version: cached, its hashes checked when it is first loaded and its files
+        re-checked at most every `verify_interval` seconds while it is served (ArtifactError if they changed)."""
         key = (info.name, info.version, info.metadata_sha256)
         with self._cache_lock:
             hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
+            watch = self._watches.get(key)
+        if hit is not None and watch is not None:
+            problem = self._recheck(key, watch)
+            if problem is None:
+                with self._cache_lock:
+                    if key in self._cache:
+                        self._cache.move_to_end(key)
                 return hit
-        bundle = load_bundle(info.bundle_dir)
+            raise ArtifactError(f"{info.name} v{info.version}: {problem}; refusing to serve it")
+        return self._load_fresh(key, info)
+
+    def integrity_problems(self) -> list[str]:
+        """One line per loaded bundle whose files changed on disk since they were verified (empty when all hold).
+
+        Checks the bundles that are due (see `load`): a stat per file, a hash only where the stat moved. The lines
+        name the model, version and file inside the bundle, never a server path, so `/readyz` may show them.
+        """
+        with self._cache_lock:
+            watches = list(self._watches.items())
+        found = []
+        for key, watch in watches:
+            problem = self._recheck(key, watch)
+            if problem is not None:
+                found.append(f"{watch.info.name} v{watch.info.version}: {problem}")
+        return sorted(found)
+
+    def metadata(self, info: VersionInfo) -> dict[str, Any]:
+        """metadata.json of a version, read without loading its models (for listings); its own hash is checked."""
+        try:
+            return read_metadata(info.bundle_dir)
+        except BundleInvalid as exc:
+            raise ArtifactError(f"{info.name} v{info.version}: {exc.reason}") from None
+        except OSError:
+            raise ArtifactError(f"{info.name} v{info.version}: its metadata cannot be read") from None
+
+    # ----- integrity ----------------------------------------------------------------------------------------
+    def _load_fresh(self, key: tuple[str, int, str], info: VersionInfo) -> LoadedModel:
+        """Load and verify a version's bundle from disk, then watch its files; errors name no server path."""
+        label = f"{info.name} v{info.version}"
+        try:
+            bundle = load_bundle(info.bundle_dir)
+        except BundleInvalid as exc:
+            raise ArtifactError(f"{label}: {exc.reason}") from None
+        except OSError:
+            raise ArtifactError(f"{label}: its files cannot be read; refusing to serve it") from None
         if bundle.metadata["metadata_sha256"] != info.metadata_sha256:
-            raise ArtifactError(f"{info.name} v{info.version}: the bundle on disk is not the one registered; "
-                                "refusing to serve it")
+            raise ArtifactError(f"{label}: the bundle on disk is not the one registered; refusing to serve it")
+        watch = _Watch(info, {**bundle.metadata["sha256"], METADATA: info.metadata_sha256})
+        problem = self._recheck(key, watch, force=True)  # hashes every file once more and records its signature
+        if problem is not None:
+            raise ArtifactError(f"{label}: {problem}; refusing to serve it")
         loaded = LoadedModel(info, bundle)
         with self._cache_lock:
             loaded = self._cache.setdefault(key, loaded)
+            self._watches[key] = watch if self._cache[key] is loaded else self._watches.get(key, watch)
+            self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+                old, _ = self._cache.popitem(last=False)
+                if (gone := self._watches.get(old)) is not None and gone.problem is None:
+                    del self._watches[old]
         return loaded
 
-    def metadata(self, info: VersionInfo) -> dict[str, Any]:
-        """metadata.json of a version, read without loading its models (for listings)."""
-        return json.loads((info.bundle_dir / "metadata.json").read_text())
+    def _recheck(self, key: tuple[str, int, str], watch: _Watch, *, force: bool = False) -> str | None:
+        """Re-verify `watch` if its interval has passed (or `force`); a bundle found changed leaves the cache."""
+        now = time.monotonic()
+        with self._cache_lock:
+            if not force and now - watch.checked < self.verify_interval:
+                return watch.problem
+            watch.checked = now
+        problem, stats = _verify_files(watch)
+        with self._cache_lock:
+            watch.stats.update(stats)
+            watch.problem = problem
+            if problem is not None:
+                self._cache.pop(key, None)
+                self._watches[key] = watch  # reported until the bundle verifies again
+            elif key not in self._cache and self._watches.get(key) is watch:
+                del self._watches[key]  # restored after a problem, and no longer served from memory
+        return problem
 
     # ----- internals ----------------------------------------------------------------------------------------
     def _model_row(self, s: Session, name: str) -> ModelRow:
@@ -338,6 +433,46 @@ def _stage_stack(s: Session, model_id: int, stage: str) -> list[int]:
 def _check_stage(stage: str) -> None:
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {list(STAGES)}")
+
+
+def _signature(path: Path) -> Signature:
+    """Size, modification and change times and inode of a file: rewriting it moves at least one of them (the change
+    time even when the modification time is set back)."""
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _verify_files(watch: _Watch) -> tuple[str | None, dict[str, Signature]]:
+    """(the first problem or None, the signatures of the files that verified). A file is hashed again only when
+    its signature differs from the one recorded when it last matched."""
+    folder = watch.info.bundle_dir
+    verified: dict[str, Signature] = {}
+    for rel, expected in watch.hashes.items():
+        path = folder / rel
+        try:
+            sig = _signature(path)
+            if watch.stats.get(rel) == sig:
+                continue
+            if rel == METADATA:
+                ok = read_metadata(folder).get("metadata_sha256") == expected
+            else:
+                ok = _sha(path.read_bytes()) == expected
+        except BundleInvalid:
+            ok = False
+        except OSError:
+            return f"{rel} is missing or unreadable on disk since the bundle was loaded", verified
+        if not ok:
+            return f"{rel} changed on disk after the bundle was loaded and verified", verified
+        verified[rel] = sig
+    return None, verified
+
+
+def _copy_verified(source: Path, dest: Path, bundle: Bundle) -> None:
+    """Copy metadata.json and the files its hash list names (nothing else: no stray file or link) into `dest`."""
+    for rel in (METADATA, *bundle.metadata["sha256"]):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target)
 
 
 def _sha(data: bytes) -> str:

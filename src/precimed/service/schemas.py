@@ -6,12 +6,16 @@ Numbers a model computes are `float | None`: a value that is not finite is sent 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 PatientId = str | int | None
 Number = float | None
+VERSION_MAX = 2**63 - 1  # versions are stored as signed 64-bit integers
+Version = Annotated[int, Field(ge=1, le=VERSION_MAX, description="a registered version number (1 or more)")]
+"""The one type of every version number a request carries (path, query or body): out of range is a 422, never a
+database overflow. In a route parameter, wrap it: `Annotated[Version, Path()]`, `Annotated[Version | None, Query()]`."""
 
 
 class _Out(BaseModel):
@@ -54,7 +58,9 @@ class ReadyChecks(_Out):
                                         description="the database is at the migrations' head revision")
     schema_revision: str | None = None
     models: dict[str, str] | None = Field(default=None, description="each model's production version: "
-                                          "'vN ok', 'no production version' or 'not serving: <error type>'")
+                                          "'vN ok', 'no production version' or 'not serving: <error type>' "
+                                          "(only to a caller with a valid token)")
+    reasons: list[str] | None = Field(default=None, description="why not ready, in generic words")
 
 
 class Readiness(_Out):
@@ -334,7 +340,8 @@ class TokenRevoked(_Out):
 
 class AuditProblem(_Out):
     seq: int | None
-    kind: Literal["altered", "deleted", "inserted", "head"]
+    kind: Literal["altered", "deleted", "inserted", "head", "truncated", "rewritten", "wiped", "new_chain",
+                  "no_genesis", "checkpoint", "result", "stage", "version", "token"]
     message: str
 
 
@@ -343,4 +350,6 @@ class AuditVerification(_Out):
     rows: int
     head_seq: int
     head_hash: str
+    checkpoint_seq: int | None = Field(default=None, description="seq of the last signed checkpoint")
+    key_id: str | None = Field(default=None, description="fingerprint of the audit key (not the key)")
     problems: list[AuditProblem]

@@ -1,6 +1,8 @@
-"""CDS Hooks: discovery (`GET /cds-services`, no token) and a patient-view service per model in production that has
-a FHIR mapping. The EHR sends the Patient and their Observations as prefetch; the service answers with cards: the
-risk (model, version, missing inputs) and, where planning is available, the plan summary.
+"""CDS Hooks: discovery (`GET /cds-services`) and a patient-view service per model in production that has a FHIR
+mapping. Discovery answers everyone, but lists the services (which name models and versions) only to a caller with
+a valid token: without one the list is empty. The EHR sends the Patient and their Observations as prefetch; the
+service answers with cards: the risk (model, version, missing inputs) and, where planning is available, the plan
+summary.
 
 The service does not call back into the EHR's FHIR server (no network at run time): prefetch is required.
 """
@@ -22,7 +24,7 @@ from precimed.service.container import Container
 from precimed.service.db import PlanRow, to_json, utcnow
 from precimed.service.registry import VersionInfo
 from precimed.service.routes.common import ERRORS, ApiError, new_id
-from precimed.service.routes.deps import ContainerDep, require
+from precimed.service.routes.deps import ContainerDep, optional_principal, require, resolve_for
 from precimed.service.routes.fhir import load_mapping, map_bundle, predict_mapped
 from precimed.service.routes.plans import summary
 from precimed.service.schemas import CdsCards, CdsDiscovery
@@ -54,8 +56,12 @@ def _services(container: Container) -> list[tuple[str, VersionInfo]]:
     return out
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery (no token)", response_model=CdsDiscovery)
-def discovery(container: ContainerDep) -> dict[str, Any]:
+@router.get("/cds-services", summary="CDS Hooks discovery (token optional: without one the list is empty)",
+            response_model=CdsDiscovery, responses={401: ERRORS[401]})
+def discovery(container: ContainerDep, principal: Annotated[Principal | None, Depends(optional_principal)]
+              ) -> dict[str, Any]:
+    if principal is None:  # model names and versions are not for anonymous callers
+        return {"services": []}
     return {"services": [{
         "hook": HOOK, "id": f"{PREFIX}{name}", "title": f"precimed {name} risk",
         "description": f"Risk from the production version of {name} (v{info.version}) and the treatment-plan summary.",
@@ -87,7 +93,7 @@ def patient_view(service_id: str, request: CdsRequest, container: ContainerDep,
     if not service_id.startswith(PREFIX):
         raise ApiError(404, f"no CDS service {service_id!r}; see GET /cds-services", field="service_id")
     name = service_id.removeprefix(PREFIX)
-    info = container.registry.resolve(name)
+    info = resolve_for(container, principal, name, None)
     if request.hook != HOOK:
         raise ApiError(422, f"service {service_id} answers the {HOOK!r} hook, not {request.hook!r}", field="hook")
     prefetch = request.prefetch or {}

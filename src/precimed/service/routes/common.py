@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from precimed.config import FeatureConfig
-from precimed.service.schemas import ErrorOut
+from precimed.service.schemas import ErrorOut, Version
 from precimed.workflows.patients import PATIENT_ID, PatientsInvalid
 
 Scalar = Annotated[float, Field(allow_inf_nan=False)] | int | str | bool | None
@@ -59,7 +59,8 @@ class _PatientsBody(BaseModel):
     patients: list[dict[str, Scalar]] = Field(min_length=1, description="one object per patient; `patient_id` "
                                               "(optional) is echoed back; other keys must be the model's features; "
                                               "null or absent means not recorded")
-    version: int | None = Field(default=None, ge=1, description="pin a registered version (default: production)")
+    version: Version | None = Field(default=None, description="pin a registered version (default: production); "
+                                    "clinicians may pin only versions in staging or production")
     model: str | None = Field(default=None, max_length=64,
                               description="which model of the bundle (default: the bundle's primary model)")
 

@@ -12,9 +12,9 @@ The mapping (YAML or JSON, stored with a registered version; see `precimed regis
     facts:                              # optional, for plans and CDS cards: LOINC code -> plan fact
       - {loinc: "2160-0", fact: creatinine_mg_dl, unit: mg/dL}
 
-A value in another unit is converted only by a declared factor; otherwise the request is refused naming the
-feature and the Observation. A feature the Bundle does not carry is missing (reported, imputed by the model),
-never zero. Observations marked entered-in-error or cancelled are ignored.
+A value in another unit is converted only by a declared factor (a finite number above 0); otherwise the request
+is refused naming the feature and the Observation. A feature the Bundle does not carry is missing (reported,
+imputed by the model), never zero. Observations marked entered-in-error or cancelled are ignored.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from precimed.service.container import Container
 from precimed.service.db import PredictionRow, to_json, utcnow
 from precimed.service.registry import VersionInfo
 from precimed.service.routes.common import ERRORS, ApiError, invalid_error, new_id
-from precimed.service.routes.deps import ContainerDep, require
-from precimed.service.schemas import FhirPredictionOut
+from precimed.service.routes.deps import ContainerDep, require, resolve_for
+from precimed.service.schemas import FhirPredictionOut, Version
 from precimed.workflows.patients import PatientsInvalid, score
 
 router = APIRouter(tags=["fhir"])
@@ -51,18 +51,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Factor = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A unit conversion factor: NaN, infinity (or 1e999, which reads as infinity) and 0 would turn every value into
+nonsense that still scores."""
+
+
 class ObservationMap(_Strict):
     loinc: str = Field(min_length=1, max_length=32)
     feature: str
     unit: str | None = None
-    convert: dict[str, float] = {}
+    convert: dict[str, Factor] = {}
 
 
 class FactMap(_Strict):
     loinc: str = Field(min_length=1, max_length=32)
     fact: str
     unit: str | None = None
-    convert: dict[str, float] = {}
+    convert: dict[str, Factor] = {}
 
 
 class SexMap(_Strict):
@@ -96,11 +101,23 @@ def parse_mapping(data: bytes, features: list[FeatureConfig]) -> FhirMapping:
         raw = yaml.safe_load(data.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"FHIR mapping: not valid YAML/JSON ({type(exc).__name__})") from None
+    return check_mapping(raw, features)
+
+
+def _problem(error: Any) -> str:
+    """One validation problem: the field's dotted path, what was expected and (for a scalar) the value seen."""
+    where = ".".join(map(str, error["loc"])) or "mapping"
+    seen = error.get("input")
+    shown = f" (got {seen!r})" if isinstance(seen, int | float | str | bool) and len(repr(seen)) <= 40 else ""
+    return f"{where}: {error['msg']}{shown}"
+
+
+def check_mapping(raw: Any, features: list[FeatureConfig]) -> FhirMapping:
+    """Check a parsed mapping against its schema and the bundle's features (ConfigError naming the field)."""
     try:
         mapping = FhirMapping.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise ConfigError(f"FHIR mapping: {problems}") from None
+        raise ConfigError(f"FHIR mapping: {'; '.join(_problem(e) for e in exc.errors()[:5])}") from None
     names = {f.name: f for f in features}
     targets = [o.feature for o in mapping.observations]
     if mapping.patient.age:
@@ -300,12 +317,13 @@ def predict_mapped(container: Container, principal: Principal, info: VersionInfo
 def fhir_predict(name: str, container: ContainerDep, principal: Annotated[Principal, Depends(require("predict"))],
                  bundle: Annotated[dict[str, Any], Body(description="a FHIR R4 Bundle: one Patient and their "
                                                                     "Observations")],
-                 version: Annotated[int | None, Query(ge=1, description="pin a version")] = None,
+                 version: Annotated[Version | None, Query(description="pin a version (clinicians: one in staging "
+                                                          "or production)")] = None,
                  model: Annotated[str | None, Query(max_length=64, description="which model of the bundle "
                                                     "(default: its primary model)")] = None,
                  as_of: Annotated[date | None, Query(description="date for age (default today, UTC)")] = None,
                  ) -> dict[str, Any]:
-    info = container.registry.resolve(name, version)
+    info = resolve_for(container, principal, name, version)
     mapping = load_mapping(container, info)
     input_digest = digest(bundle)
     try:

@@ -20,8 +20,8 @@ from precimed.service.auth import Principal
 from precimed.service.db import PlanRow, to_json, utcnow
 from precimed.service.registry import VersionInfo
 from precimed.service.routes.common import ERRORS, ApiError, invalid_error, new_id
-from precimed.service.routes.deps import ContainerDep, require
-from precimed.service.schemas import ErrorOut, PlanOut, StoredPlan
+from precimed.service.routes.deps import ContainerDep, check_owner, require, resolve_for
+from precimed.service.schemas import ErrorOut, PlanOut, StoredPlan, Version
 from precimed.workflows.patients import PatientsInvalid, plan_for
 
 router = APIRouter(tags=["plans"])
@@ -42,7 +42,8 @@ class PlanIn(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="treatment options {option: {benefit, ...}}")
     model_input: dict[str, Any] = Field(default_factory=dict, description="the bundle's input row for `model`")
     model: str | None = Field(default=None, max_length=128, description="registered model scoring model_input")
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = Field(default=None, description="pin a version in staging or production "
+                                    "(default: production)")
     submodel: str | None = Field(default=None, max_length=64,
                                  description="which model of the bundle (default: the bundle's primary model)")
 
@@ -57,7 +58,7 @@ def make_plan(body: PlanIn, container: ContainerDep, principal: Annotated[Princi
     provenance: dict[str, Any] = {"service": "precimed"}
     bundle = None
     if body.model is not None:
-        info = container.registry.resolve(body.model, body.version)
+        info = resolve_for(container, principal, body.model, body.version)
         bundle = container.registry.load(info).bundle
         provenance["bundle"] = {"model": info.name, "version": info.version, "ref": info.bundle_ref}
     version = info.version if info else None
@@ -90,14 +91,15 @@ def summary(plan: dict[str, Any], limit: int = 3) -> dict[str, Any]:
             "not_evaluated": len(plan.get("not_evaluated", [])), "errors": [str(a.get("message", a)) for a in alerts]}
 
 
-@router.get("/v1/plans/{plan_id}", summary="a stored plan (clinician)", response_model=StoredPlan,
-            response_model_exclude_unset=True, responses=ERRORS)
+@router.get("/v1/plans/{plan_id}", summary="a stored plan (the clinician who made it; admin)",
+            response_model=StoredPlan, response_model_exclude_unset=True, responses=ERRORS)
 def get_plan(plan_id: Annotated[str, Path(max_length=64)], container: ContainerDep,
              principal: Annotated[Principal, Depends(require("results:read"))]) -> dict[str, Any]:
     with container.db.session() as s:
         row = s.get(PlanRow, plan_id)
         if row is None:
             raise ApiError(404, f"no plan {plan_id!r}", field="plan_id")
-        plan, created, model, version = row.plan, row.created_at, row.model, row.version
+        plan, created, model, version, owner = row.plan, row.created_at, row.model, row.version, row.actor
+    check_owner(container, principal, owner, "plan", plan_id)
     container.commit(principal, "read_plan", model=model, version=version, detail={"plan_id": plan_id})
     return {"id": plan_id, "created_at": created, "plan": json.loads(plan)}

@@ -1,4 +1,5 @@
-"""Predict and explain for one or many patients; stored predictions fetched by id."""
+"""Predict and explain for one or many patients; stored predictions fetched by id (by whoever made them, or an
+admin)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from precimed.service.auth import Principal
 from precimed.service.container import Container
 from precimed.service.db import PredictionRow, to_json, utcnow
 from precimed.service.routes.common import ERRORS, ApiError, ExplainIn, PatientsIn, invalid_error, new_id
-from precimed.service.routes.deps import ContainerDep, require
+from precimed.service.routes.deps import ContainerDep, check_owner, require, resolve_for
 from precimed.service.schemas import ExplanationOut, PredictionOut, StoredPrediction
 from precimed.workflows.patients import PatientsInvalid, score
 
@@ -25,7 +26,7 @@ def _run(container: Container, principal: Principal, name: str, body: PatientsIn
     if len(body.patients) > container.settings.max_patients:
         raise ApiError(413, f"at most {container.settings.max_patients} patients per request; got "
                        f"{len(body.patients)}", field="patients")
-    info = container.registry.resolve(name, body.version)
+    info = resolve_for(container, principal, name, body.version)
     bundle = container.registry.load(info).bundle
     input_digest = digest(body.model_dump(mode="json"))
     try:
@@ -66,15 +67,17 @@ def explain(name: str, body: ExplainIn, container: ContainerDep,
     return _run(container, principal, name, body)
 
 
-@router.get("/v1/predictions/{prediction_id}", summary="a stored prediction or explanation (clinician)",
-            responses=ERRORS, response_model=StoredPrediction, response_model_exclude_unset=True)
+@router.get("/v1/predictions/{prediction_id}",
+            summary="a stored prediction or explanation (the clinician who made it; admin)", responses=ERRORS,
+            response_model=StoredPrediction, response_model_exclude_unset=True)
 def get_prediction(prediction_id: Annotated[str, Path(max_length=64)], container: ContainerDep,
                    principal: Annotated[Principal, Depends(require("results:read"))]) -> dict[str, Any]:
     with container.db.session() as s:
         row = s.get(PredictionRow, prediction_id)
         if row is None:
             raise ApiError(404, f"no prediction {prediction_id!r}", field="prediction_id")
-        result, model, version, created = row.result, row.model, row.version, row.created_at
+        result, model, version, created, owner = row.result, row.model, row.version, row.created_at, row.actor
+    check_owner(container, principal, owner, "prediction", prediction_id)
     container.commit(principal, "read_prediction", model=model, version=version,
                      detail={"prediction_id": prediction_id})
     return {**json.loads(result), "created_at": created}
