@@ -44,6 +44,13 @@ def _diff_cell(m: dict | None) -> str:
     return f"[bold]{text}[/bold]" if m["ci_low"] > 0 or m["ci_high"] < 0 else f"[dim]{text}[/dim]"
 
 
+def _apart(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str | None]) -> None:
+    """Refuse (exit 2, before any work) an output path that is, holds or sits inside an input."""
+    from precimed.workflows._run import check_outputs_apart
+
+    check_outputs_apart(outputs, inputs)
+
+
 def print_metrics(doc: dict) -> None:
     """The comparison table: one row per model, key metrics with their bootstrap CIs."""
     task = doc["task"]
@@ -88,6 +95,7 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
     """Train the configured models (deep and baselines) from CONFIG, validate them, write the bundle."""
     from precimed.workflows.api import train as run
 
+    _apart({"--out": out}, {"CONFIG": config})
     result = run(config, out, overwrite=overwrite, progress=progress, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
@@ -103,6 +111,7 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
     """Score new patients with a bundle."""
     from precimed.workflows.predicting import predict_file
 
+    _apart({"--output": output}, {"BUNDLE": bundle, "--input": input})
     out = predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range)
     used = out["model"].iloc[0] if len(out) else model
     console.print(f"{len(out)} patient(s) scored with {used} → {output}")
@@ -118,6 +127,7 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
     """Each patient's prediction and the features that drove it, in the user's units."""
     from precimed.workflows.explaining import explain_file
 
+    _apart({"--output": output, "--plots": plots}, {"BUNDLE": bundle, "--input": input})
     rows = explain_file(bundle, input, output, plots=plots, model=model, top_k=top)
     for row in rows[:5]:
         top_line = "; ".join(f"{c['display']} ({c['contribution']:+.3f}, {c['direction']})"
@@ -126,11 +136,37 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
     console.print(f"{len(rows)} patient(s) explained → {output}" + (f"; plots in {plots}" if plots else ""))
 
 
+def _print_key_positions(value: bool) -> None:
+    """``precimed plan --key-positions``: the positions a VCF is read at, then exit (no patient file needed)."""
+    if not value:
+        return
+    from precimed.workflows.planning import key_positions
+
+    table = Table(title="key pharmacogenomic positions read from a VCF (1-based, forward strand); a gene is "
+                        "called only when all of its positions are genotyped (or --absent reference)")
+    for col in ("gene", "rsid", "hgvs", "chrom", "grch37", "grch38", "ref", "alt"):
+        table.add_column(col)
+    for row in key_positions():
+        table.add_row(*row.values())
+    console.print(table)
+    raise typer.Exit()
+
+
 @app.command()
 def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: facts, model_input, genotypes, options"),
          bundle: Path | None = typer.Option(None, "--bundle", help="bundle whose predictions enter the plan"),
          rules: Path | None = typer.Option(None, "--rules", help="rule file or folder (default: the packaged rules)"),
-         genotypes: Path | None = typer.Option(None, "--genotypes", help="VCF with the key pharmacogenomic variants"),
+         genotypes: Path | None = typer.Option(
+             None, "--genotypes", help="VCF (GRCh37 or GRCh38) of the key pharmacogenomic positions: "
+             "--key-positions lists them (also docs/planning.md)"),
+         sample: str | None = typer.Option(None, "--sample", help="which sample of a multi-sample VCF"),
+         absent: str = typer.Option("not-called", "--absent", help="a key position the VCF does not list: "
+                                    "'not-called' (its gene Indeterminate) or 'reference' (variant-only VCFs: read "
+                                    "as homozygous reference, stated in the plan)"),
+         build: str | None = typer.Option(None, "--build", help="GRCh37 or GRCh38 (default: the VCF header, else "
+                                          "inferred from the positions; the plan states which)"),
+         key_positions: bool = typer.Option(False, "--key-positions", is_eager=True, callback=_print_key_positions,
+                                            help="list the key positions a VCF is read at, and exit"),
          out: Path | None = typer.Option(None, "--out", help="folder for plan.json, plan.md, plan.html, careplan"),
          overwrite: bool = typer.Option(False, help="replace an existing --out folder"),
          model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
@@ -139,8 +175,10 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
     """A treatment plan for one patient: predictions, guideline rules, PGx, doses, interactions, each with a why."""
     from precimed.workflows.planning import plan_patient, to_markdown, write_plan
 
+    _apart({"--out": out}, {"--patient": patient, "--bundle": bundle, "--rules": rules, "--genotypes": genotypes,
+                            "--effects": effects})
     result = plan_patient(bundle, patient, rules=rules, genotypes=genotypes, model=model, effects=effects,
-                          effects_id=effects_id)
+                          effects_id=effects_id, sample=sample, absent=absent, build=build)
     console.print(to_markdown(result), markup=False, highlight=False)
     if out is not None:
         write_plan(result, out, overwrite=overwrite)
@@ -156,6 +194,7 @@ def effects(config: Path = typer.Argument(..., help="run config with task.treatm
     """Individual and average treatment effects, overlap diagnostics and policy evaluation (cross-fitted)."""
     from precimed.workflows.effects import effects_from_config, load_effects_config, summary_lines
 
+    _apart({"--out": out}, {"CONFIG": config})
     cfg, settings = load_effects_config(config)
     doc = effects_from_config(cfg, out, learner=learner, base=base, settings=settings, overwrite=overwrite,
                               echo=_echo)
@@ -171,6 +210,7 @@ def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)
     """Validate a bundle on another cohort or file."""
     from precimed.workflows.api import evaluate as run
 
+    _apart({"--out": out}, {"BUNDLE": bundle, "--data": data if Path(data).exists() else None})
     result = run(bundle, data, out, overwrite=overwrite, echo=_echo)
     print_metrics(result.metrics)
     console.print(f"metrics {out / 'metrics.json'}")
@@ -194,12 +234,15 @@ def monitor(input: str = typer.Option(..., "--input", help="vitals as JSON lines
             bundle: Path | None = typer.Option(None, help="a binary bundle on monitor window features: learned risk"),
             risk_threshold: float = typer.Option(0.5, help="learned risk at or above which an observation is raised"),
             alert_level: str = typer.Option("low-medium", help="NEWS2 level that raises an alert"),
-            clear_after: int = typer.Option(2, help="calm observations in a row that end an episode")) -> None:
+            clear_after: int = typer.Option(2, help="calm observations in a row that end an episode"),
+            max_patients: int = typer.Option(100_000, min=1, help="patients followed at once; the least recently "
+                                             "seen is forgotten first")) -> None:
     """Score a vitals stream with NEWS2 (and a learned risk); alerts with hysteresis."""
     from precimed import workflows
 
+    _apart({"--output": output, "--scores": scores}, {"--input": input, "--bundle": bundle})
     summary = workflows.monitor_stream(input, output, scores=scores, bundle_dir=bundle, risk_threshold=risk_threshold,
-                                       alert_level=alert_level, clear_after=clear_after)
+                                       alert_level=alert_level, clear_after=clear_after, max_patients=max_patients)
     err_console.print(f"{summary}", highlight=False)
 
 
@@ -248,12 +291,15 @@ def deidentify(input: Path = typer.Argument(..., help="CSV/TSV/Parquet table, FH
                key_file: Path | None = typer.Option(None, "--key-file", help="pseudonymization key file"),
                key_env: str | None = typer.Option(None, "--key-env", help="environment variable holding the key"),
                report: Path | None = typer.Option(None, "--report", help="write the JSON report here"),
-               overwrite: bool = typer.Option(False, help="replace an existing output")) -> None:
+               overwrite: bool = typer.Option(False, help="replace an existing output"),
+               notes_mode: str | None = typer.Option(None, "--notes-mode", help="free-text notes: strict (patterns, "
+                                                     "names) or allowlist (also words off the English+medical "
+                                                     "allowlist); default: the policy's options.text.mode")) -> None:
     """De-identify patient data: keyed pseudonyms, per-patient date shifts, Safe Harbor generalization."""
     from precimed.workflows.privacy import deidentify as run
 
     console.print(run(input, out, policy=policy, key_file=key_file, key_env=key_env, overwrite=overwrite,
-                      report=report).summary(), markup=False, highlight=False)
+                      report=report, notes_mode=notes_mode).summary(), markup=False, highlight=False)
 
 
 @app.command()
@@ -339,7 +385,8 @@ def tokens_create(registry: Path = REGISTRY, role: str = typer.Option(..., help=
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(token_id: str = typer.Argument(...), registry: Path = REGISTRY, db: str | None = DB) -> None:
+def tokens_revoke(token_id: str = typer.Argument(..., help="the token's id (tok_…), as `precimed tokens list` "
+                                                 "shows it"), registry: Path = REGISTRY, db: str | None = DB) -> None:
     """Revoke a token by its id."""
     from precimed.service.cli_commands import tokens_revoke as run
 
@@ -347,18 +394,54 @@ def tokens_revoke(token_id: str = typer.Argument(...), registry: Path = REGISTRY
     console.print(f"token {token_id} revoked")
 
 
+@tokens_app.command("list")
+def tokens_list(registry: Path = REGISTRY, db: str | None = DB) -> None:
+    """The tokens: id, role, label, when created and revoked (never the token or its hash)."""
+    from precimed.service.cli_commands import tokens_list as run
+
+    tokens = run(registry, db=db)
+    if not tokens:
+        console.print(f"no tokens in {registry}", markup=False, highlight=False)
+        return
+    table = Table(title=f"tokens in {registry}", title_justify="left")
+    for column in ("id", "role", "label", "created", "revoked"):
+        table.add_column(column, overflow="fold")
+    for t in tokens:
+        table.add_row(t["id"], t["role"], t["label"] or "-", t["created_at"][:19].replace("T", " "),
+                      (t["revoked_at"] or "-")[:19].replace("T", " "))
+    console.print(table, markup=False, highlight=False)
+
+
 @audit_app.command("verify")
-def audit_verify(registry: Path = REGISTRY, db: str | None = DB) -> None:
-    """Check the audit chain: any altered, inserted or deleted row is reported (exit 2)."""
+def audit_verify(registry: Path = REGISTRY, db: str | None = DB,
+                 anchor: list[str] = typer.Option([], "--anchor", help="SEQ:HASH recorded earlier (repeatable)"),
+                 as_json: bool = typer.Option(False, "--json", help="print the full report as JSON")) -> None:
+    """Check the audit chain against its key and checkpoint file, and stored results, stages and tokens against
+    the chain: each problem is one line with its kind (exit 2 if any)."""
+    from precimed import jsonio
     from precimed.service.cli_commands import audit_verify as run
 
-    result = run(registry, db)
-    console.print(result, highlight=False)
-    if not result.get("ok", True):
+    result = run(registry, db, anchors=anchor)
+    if as_json:
+        sys.stdout.write(jsonio.dumps(result, indent=2) + "\n")
+    else:
+        console.print(f"audit chain {'ok' if result['ok'] else 'NOT ok'}: {result['rows']} rows, head "
+                      f"{result['head_seq']}:{result['head_hash']}, last checkpoint {result['checkpoint_seq']}, "
+                      f"key {result['key_id']}", markup=False, highlight=False)
+        for p in result["problems"]:
+            where = f"row {p['seq']}" if p["seq"] is not None else "chain"
+            console.print(f"{p['kind']}: {where}: {p['message']}", markup=False, highlight=False, soft_wrap=True)
+    if not result["ok"]:
         raise SystemExit(2)
 
 
+def _usage_error_type() -> type[Exception]:
+    """The ClickException of the click that typer uses (typer ≥ 0.29 ships its own copy, older typers use click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def main() -> None:
+    """Run the command line: a user's mistake (a PrecimedError or a mistyped option) is one line and exit 2."""
     try:
         app(standalone_mode=False)
     except PrecimedError as exc:
@@ -366,13 +449,9 @@ def main() -> None:
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except _usage_error_type() as exc:  # unknown option, missing argument, bad value: click's usage line
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2) or 2)
 
 
 if __name__ == "__main__":

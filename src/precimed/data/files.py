@@ -7,12 +7,19 @@ CSV / TSV: text is read as UTF-8 (a byte-order mark is ignored); exactly "", "NA
 missing; a column becomes numeric when every present value is a number, unless some value has a leading
 zero such as "007" (an identifier or code), in which case it stays text. JSON and Parquet keep their own
 types. In every format a missing value in a text column is NaN (never None).
+
+Limits, checked so that a hostile or mistaken file costs a line of text, not the machine: the file's size
+(``PRECIMED_MAX_INPUT_BYTES``, default 100 MiB) before a byte is read; a CSV row with more or fewer fields than the
+header, a NUL byte or a field over 131,072 characters; JSON nested deeper than a table can be, integers with more
+than 20 digits and cells that are lists or objects; Parquet list, struct or map columns. Each is a DataError
+naming the file and the row, line or column.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,15 +28,48 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from precimed.errors import DataError, SchemaError
+from precimed.errors import ConfigError, DataError, SchemaError
 
 ACCEPTED_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 MISSING_TEXT = ("", "NA", "NaN", "null")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
+MAX_INPUT_ENV = "PRECIMED_MAX_INPUT_BYTES"
+DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
+MAX_CSV_FIELD = 131_072  # the csv module's own default limit, kept: a longer cell is an error, not a slowdown
+MAX_INT_DIGITS = 20  # 2**64 has 20 digits: a longer integer is no measurement (write identifiers as text)
+MAX_CSV_DIGITS = 100  # CSV has no types: a run of digits longer than any code or number is refused
+_LONG_INTEGER = re.compile(rf"^[+-]?\d{{{MAX_CSV_DIGITS + 1},}}$")
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read ``path`` by its suffix (.csv, .tsv, .parquet, .json as a list of records, .jsonl)."""
+def max_input_bytes() -> int:
+    """The largest input file read, in bytes: ``PRECIMED_MAX_INPUT_BYTES`` when set, else 100 MiB."""
+    text = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_BYTES
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_INPUT_ENV}={text[:40]!r}: expected a whole number of bytes ≥ 1, e.g. 500000000")
+    return value
+
+
+def check_input_size(p: Path, limit: int | None = None) -> int:
+    """The size of ``p`` in bytes, refused (before any byte is read) when over ``limit`` (default: the setting)."""
+    limit = max_input_bytes() if limit is None else limit
+    size = p.stat().st_size
+    if size > limit:
+        raise DataError(f"{p}: the file is {size:,} bytes, over the input limit of {limit:,} bytes; "
+                        f"split it, or raise {MAX_INPUT_ENV} if this machine has the memory")
+    return size
+
+
+def read_table(path: str | Path, *, max_bytes: int | None = None) -> pd.DataFrame:
+    """Read ``path`` by its suffix (.csv, .tsv, .parquet, .json as a list of records, .jsonl).
+
+    ``max_bytes`` caps the file's size (default: :func:`max_input_bytes`); it is checked before reading.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: file not found")
@@ -43,7 +83,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             f"{p}: unknown file type ({shown}); accepted: {', '.join(ACCEPTED_SUFFIXES)}. "
             "Convert the file or rename it to the suffix that matches its content"
         )
-    if p.stat().st_size == 0:
+    if check_input_size(p, max_bytes) == 0:
         raise _no_rows(p)
     df = reader(p)
     _require_unique_columns(list(df.columns), p)
@@ -74,34 +114,85 @@ def _require_unique_columns(names: list[Any], p: Path) -> None:
 
 
 def _read_delimited(p: Path, sep: str) -> pd.DataFrame:
+    """Parse every row with the csv module (so a ragged row, a NUL or a huge field is named, never shifted)."""
     kind = "TSV" if sep == "\t" else "CSV"
     try:
         with p.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle, delimiter=sep), None)
+            header, rows, lines = _csv_rows(csv.reader(handle, delimiter=sep), p, kind)
     except UnicodeDecodeError as exc:
         raise _not_utf8(p, exc) from None
-    except csv.Error as exc:
-        raise DataError(f"{p}: cannot parse the {kind} header: {exc}") from None
-    if header is None or not any(name.strip() for name in header):
+    if not rows:
         raise _no_rows(p)
-    # pandas would rename a repeated header to "name.1"; name the clash instead.
-    _require_unique_columns(header, p)
+    _check_header(header, p, kind)
+    columns = dict(zip(_column_names(header), zip(*rows, strict=True), strict=True))
+    for name, cells in columns.items():
+        _check_column(cells, name, lines, p, kind)
+    return pd.DataFrame({name: _infer_numbers(_text_column(cells)) for name, cells in columns.items()})
+
+
+def _csv_rows(reader: Any, p: Path, kind: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows (blank lines skipped) and each row's last line; a ragged row is refused."""
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
-        text = pd.read_csv(
-            p,
-            sep=sep,
-            dtype=str,
-            keep_default_na=False,
-            na_values=list(MISSING_TEXT),
-            encoding="utf-8-sig",
-        )
-    except pd.errors.EmptyDataError:
-        raise _no_rows(p) from None
-    except pd.errors.ParserError as exc:
-        raise DataError(f"{p}: cannot parse the file as {kind}: {_one_line(exc)}") from None
-    except UnicodeDecodeError as exc:
-        raise _not_utf8(p, exc) from None
-    return pd.DataFrame({column: _infer_numbers(text[column]) for column in text.columns})
+        for row in reader:
+            if not row:
+                continue
+            if header is None:
+                if not any(name.strip() for name in row):
+                    raise _no_rows(p)
+                # pandas would rename a repeated header to "name.1"; name the clash instead.
+                _require_unique_columns(row, p)
+                header = row
+            elif len(row) != len(header):
+                raise DataError(f"{p}: cannot parse the file as {kind}: row {len(rows) + 1} (line {reader.line_num}) "
+                                f"has {len(row)} field(s), expected {len(header)} like the header; quote fields "
+                                "that contain the separator")
+            else:
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{p}: cannot parse the file as {kind} at line {max(reader.line_num, 1)}: {_one_line(exc)} "
+                        f"(a field may have at most {MAX_CSV_FIELD:,} characters)") from None
+    if header is None:
+        raise _no_rows(p)
+    return header, rows, lines
+
+
+def _check_column(cells: tuple[str, ...], name: str, lines: list[int], p: Path, kind: str) -> None:
+    """Refuse a NUL byte (a binary file or a broken export) and a number too long to be one, naming the row.
+
+    Both scans run at C speed (one join, one map of len); only a column that fails is searched for its row.
+    """
+    if "\x00" in "".join(cells):
+        row = next(i for i, cell in enumerate(cells) if "\x00" in cell)
+        raise DataError(f"{p}: cannot parse the file as {kind}: row {row + 1} (line {lines[row]}), column {name!r} "
+                        "holds a NUL byte; export the table again as plain text", column=name)
+    if max(map(len, cells)) > MAX_CSV_DIGITS:
+        row = next((i for i, cell in enumerate(cells) if _LONG_INTEGER.match(cell)), None)
+        if row is not None:
+            digits = len(cells[row].lstrip("+-"))
+            raise DataError(f"{p}: row {row + 1} (line {lines[row]}), column {name!r} is a number with {digits} "
+                            f"digits; expected at most {MAX_CSV_DIGITS}", column=name)
+
+
+def _check_header(header: list[str], p: Path, kind: str) -> None:
+    """The header's names hold no NUL byte."""
+    if any("\x00" in name for name in header):
+        raise DataError(f"{p}: cannot parse the file as {kind}: the header holds a NUL byte; export the table "
+                        "again as plain text")
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """Header names as pandas gives them: an empty name becomes "Unnamed: i"."""
+    return [name if name != "" else f"Unnamed: {i}" for i, name in enumerate(header)]
+
+
+def _text_column(cells: tuple[str, ...]) -> pd.Series:
+    """A text column with the four missing spellings as NaN."""
+    series = pd.Series(cells, dtype=object)
+    return series.where(~series.isin(MISSING_TEXT), np.nan)
 
 
 def _infer_numbers(column: pd.Series) -> pd.Series:
@@ -152,9 +243,35 @@ def _frame(records: list[Any], p: Path, label: Callable[[int], str]) -> pd.DataF
     for i, record in enumerate(records):
         if not isinstance(record, dict):
             raise DataError(f"{p}: {label(i)} is {_kind(record)}; expected an object of column: value pairs")
+        for column, value in record.items():
+            if isinstance(value, (dict, list)):
+                raise DataError(f"{p}: {label(i)}, column {column!r} is {_kind(value)}; expected a single value "
+                                "(text, a number, true/false or null)", column=str(column))
     if not records:
         raise _no_rows(p)
     return pd.DataFrame.from_records(records)
+
+
+def _bounded_int(p: Path, where: Callable[[], str]) -> Callable[[str], int]:
+    """json's parse_int: an integer of more than 20 digits is refused (Python would stop at 4,300 with a
+    ValueError; pandas cannot hold more than 64 bits anyway)."""
+
+    def parse(text: str) -> int:
+        digits = len(text.lstrip("-"))
+        if digits > MAX_INT_DIGITS:
+            raise DataError(f"{p}: {where()} has an integer with {digits} digits; expected at most "
+                            f"{MAX_INT_DIGITS} (write identifiers as text)")
+        return int(text)
+
+    return parse
+
+
+def _loads(text: str, p: Path, where: Callable[[], str]) -> Any:
+    """json.loads with unique keys and bounded integers; nesting too deep for Python is a DataError."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys(p), parse_int=_bounded_int(p, where))
+    except RecursionError:
+        raise DataError(f"{p}: {where()} is nested too deeply; expected records of column: value pairs") from None
 
 
 def _read_json(p: Path) -> pd.DataFrame:
@@ -162,7 +279,7 @@ def _read_json(p: Path) -> pd.DataFrame:
     if not text.strip():
         raise _no_rows(p)
     try:
-        data = json.loads(text, object_pairs_hook=_unique_keys(p))
+        data = _loads(text, p, lambda: "the JSON")
     except json.JSONDecodeError as exc:
         hint = (
             "; it looks like JSON lines (one object per line): name the file .jsonl"
@@ -187,7 +304,7 @@ def _read_json_lines(p: Path) -> pd.DataFrame:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line, object_pairs_hook=_unique_keys(p)))
+            records.append(_loads(line, p, lambda number=number: f"line {number}"))
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{p}: cannot parse the JSON at line {number} column {exc.colno}: {exc.msg}"
@@ -204,16 +321,29 @@ def _read_parquet(p: Path) -> pd.DataFrame:
 
     try:
         # Check the names first: pyarrow refuses to read a file whose columns repeat a name.
-        _require_unique_columns(list(pq.read_schema(p).names), p)
+        schema = pq.read_schema(p)
+        _require_unique_columns(list(schema.names), p)
+        _require_flat_columns(schema, p)
         df = pd.read_parquet(p)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError, ArrowIOError an OSError
-        if isinstance(exc, SchemaError):
+        if isinstance(exc, DataError):
             raise
         raise DataError(f"{p}: cannot read the file as Parquet: {_one_line(exc)}") from None
     named_index = isinstance(df.index, pd.MultiIndex) or df.index.name is not None
     if named_index:
         return df.reset_index()  # a stored index (e.g. patient id) becomes columns, not lost
     return df.reset_index(drop=True)
+
+
+def _require_flat_columns(schema: Any, p: Path) -> None:
+    """A table cell holds one value: list, struct and map columns are refused by name."""
+    import pyarrow as pa
+
+    for field in schema:
+        if pa.types.is_nested(field.type):
+            raise SchemaError(f"{p}: column {field.name!r} has nested values ({field.type}); expected one value per "
+                              "cell (numbers, text, booleans or dates): flatten the column before exporting",
+                              column=str(field.name))
 
 
 _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {

@@ -5,9 +5,19 @@ Records
 One dict per observation: ``patient_id``, ``time`` (ISO 8601 text or a datetime), and any of
 ``resp_rate`` (/min), ``spo2`` (%), ``spo2_scale`` (1 | 2, default 1), ``on_oxygen`` (bool),
 ``systolic_bp`` (mmHg), ``pulse`` (/min), ``consciousness`` (A, C, V, P, U) and ``temperature`` (°C).
-An absent field is a vital that was not recorded (see :mod:`precimed.monitoring.news2`); other keys are
-ignored. Times must not go backwards for a patient (equal times are kept in arrival order); a time
-without a UTC offset is read as UTC, and one stream must not mix times with and without offsets.
+An absent field is a vital that was not recorded (see :mod:`precimed.monitoring.news2`). Other keys are
+ignored by default (a replayed file may carry e.g. the simulated ward's ``age``); a ``strict`` monitor (the
+service's) refuses them, naming the field, so a misspelt vital is never silently "not recorded". Times must
+not go backwards for a patient (equal times are kept in arrival order); a time
+without a UTC offset is read as UTC, and one patient's records must not mix times with and without offsets.
+
+Discharge and memory
+--------------------
+A record ``{"patient_id": ..., "event": "discharge"}`` (``time`` optional, nothing else) ends the patient's
+follow-up: their state (window, open episode) is dropped, and a later record starts afresh. A monitor with
+``max_patients`` follows at most that many patients: when one more arrives, the least recently seen is forgotten
+("evicted" in the summary) and starts a new episode if seen again. State per patient is small and fixed (plus the
+trailing window when a learned risk is used), so memory is bounded by ``max_patients``.
 
 Alerts (hysteresis)
 -------------------
@@ -30,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +74,9 @@ FEATURES: tuple[str, ...] = (
     "news2_n_missing",
 )
 EVENTS: tuple[str, ...] = ("alert", "escalation", "clear")
+#: The keys a record may carry (a strict monitor refuses any other).
+RECORD_FIELDS: frozenset[str] = frozenset({"patient_id", "time", "event", *PARAMETERS, "spo2_scale"})
+DISCHARGE = "discharge"
 RiskFn = Callable[[pd.DataFrame], Any]
 _UTC = UTC
 
@@ -169,12 +182,13 @@ class _Prepared:
 
 
 class _Patient:
-    __slots__ = ("last_time", "last_text", "window", "open", "rank", "calm", "started")
+    __slots__ = ("last_time", "last_text", "aware", "window", "open", "rank", "calm", "started")
 
     def __init__(self) -> None:
         self.last_time: float | None = None
         self.last_text = ""
-        self.window: deque[tuple[float, Vitals, int, int]] = deque()
+        self.aware: bool | None = None
+        self.window: deque[tuple[float, Vitals, int, int]] | None = None  # only with a learned risk
         self.open = False
         self.rank = -1
         self.calm = 0
@@ -183,6 +197,30 @@ class _Patient:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _refuse_unknown_fields(record: Mapping[str, Any], pid: Hashable) -> None:
+    unknown = sorted(str(k) for k in record if k not in RECORD_FIELDS)
+    if unknown:
+        raise DataError(f"patient {pid!r}: unknown field {unknown[0][:64]!r}; expected only "
+                        f"{sorted(RECORD_FIELDS)}", column=unknown[0][:64], rows=[pid])
+
+
+def discharge_id(record: Mapping[str, Any]) -> Hashable | None:
+    """The patient id of a discharge record (``{"patient_id": ..., "event": "discharge"}``), else None.
+
+    A discharge record carries only patient_id, event and (optionally) time: vital signs beside it are refused.
+    """
+    if not isinstance(record, Mapping) or record.get("event") != DISCHARGE:
+        return None
+    pid = _plain(record.get("patient_id"))
+    if isinstance(pid, bool) or not isinstance(pid, (str, int)) or pid == "":
+        raise DataError("a discharge record needs the patient_id of the patient discharged", column="patient_id")
+    extra = sorted(str(k) for k in record if k not in ("patient_id", "event", "time"))
+    if extra:
+        raise DataError(f"patient {pid!r}: a discharge record carries only patient_id, event and time; found "
+                        f"{extra[0][:64]!r}", column=extra[0][:64], rows=[pid])
+    return pid
 
 
 class Monitor:
@@ -202,11 +240,15 @@ class Monitor:
         Consecutive complete, non-raised observations that clear an episode.
     table : News2Table, optional
         Another NEWS2 table (default: the shipped one).
+    max_patients : int, optional
+        Follow at most this many patients; the least recently seen is forgotten first (None: no limit).
+    strict : bool, default False
+        Refuse a record key outside :data:`RECORD_FIELDS` (instead of ignoring it).
     """
 
     def __init__(self, window: timedelta = timedelta(hours=24), risk_fn: RiskFn | None = None,
                  risk_threshold: float = 0.5, alert_level: str | None = "low-medium", clear_after: int = 2,
-                 table: News2Table | None = None) -> None:
+                 table: News2Table | None = None, max_patients: int | None = None, strict: bool = False) -> None:
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise ConfigError(f"window must be a positive timedelta, got {window!r}")
         if alert_level is not None and alert_level not in LEVELS[1:]:
@@ -217,6 +259,11 @@ class Monitor:
             raise ConfigError(f"risk_threshold must be a finite number, got {risk_threshold!r}")
         if risk_fn is not None and not callable(risk_fn):
             raise ConfigError("risk_fn must be a callable: rows (DataFrame) -> probabilities")
+        if max_patients is not None and (isinstance(max_patients, bool) or not isinstance(max_patients, int)
+                                         or max_patients < 1):
+            raise ConfigError(f"max_patients must be a whole number ≥ 1 or None, got {max_patients!r}")
+        self.max_patients = max_patients
+        self.strict = bool(strict)
         self.window = window
         self.risk_fn = risk_fn
         self.risk_threshold = float(risk_threshold)
@@ -225,10 +272,10 @@ class Monitor:
         self.table = table or load_news2_bands()
         self._alert_rank = LEVEL_RANK[alert_level] if alert_level is not None else len(LEVELS)
         self._window_s = window.total_seconds()
-        self._patients: dict[Hashable, _Patient] = {}
-        self._aware: bool | None = None
+        self._patients: OrderedDict[Hashable, _Patient] = OrderedDict()  # least recently seen first
         self._level_key = {name: f"level_{name}" for name in LEVELS}
-        self.counts: dict[str, int] = {"records": 0, "incomplete": 0, **dict.fromkeys(EVENTS, 0),
+        self.counts: dict[str, int] = {"records": 0, "incomplete": 0, "discharged": 0, "evicted": 0,
+                                       **dict.fromkeys(EVENTS, 0),
                                        **{f"level_{name}": 0 for name in LEVELS}}
 
     # -- one observation ---------------------------------------------------------------------------------
@@ -249,6 +296,33 @@ class Monitor:
             risks = list(self._risks([p.step.features for p in prepared]))
         return [self._finish(p, r) for p, r in zip(prepared, risks, strict=True)]
 
+    def discharge(self, patient_id: Hashable) -> bool:
+        """Stop following a patient: drop their state (True if they were followed)."""
+        found = self._patients.pop(patient_id, None) is not None
+        self.counts["discharged"] += found
+        return found
+
+    def forget(self, patient_id: Hashable) -> bool:
+        """Drop a patient's state to save memory (counted as evicted; True if they were followed)."""
+        found = self._patients.pop(patient_id, None) is not None
+        self.counts["evicted"] += found
+        return found
+
+    def patient_ids(self) -> list[Hashable]:
+        """The patients followed now, least recently seen first."""
+        return list(self._patients)
+
+    def __len__(self) -> int:
+        return len(self._patients)
+
+    def handle(self, record: Mapping[str, Any], *, risk: float | None = None) -> Step | None:
+        """A discharge record ends the patient's follow-up (None); any other record is observed (its Step)."""
+        pid = discharge_id(record)
+        if pid is not None:
+            self.discharge(pid)
+            return None
+        return self.observe(record, risk=risk)
+
     def open_since(self, patient_id: Hashable) -> str | None:
         """Time (as recorded) of the alert that opened the patient's current episode; None if none is open."""
         state = self._patients.get(patient_id)
@@ -258,7 +332,8 @@ class Monitor:
         c = self.counts
         t = self.table
         return {
-            "records": c["records"], "patients": len(self._patients),
+            "records": c["records"], "patients": len(self._patients), "discharged": c["discharged"],
+            "evicted": c["evicted"], "max_patients": self.max_patients,
             "alerts": c["alert"], "escalations": c["escalation"], "clears": c["clear"],
             "open_episodes": sum(p.open for p in self._patients.values()),
             "incomplete": c["incomplete"], "levels": {name: c[f"level_{name}"] for name in LEVELS},
@@ -269,7 +344,9 @@ class Monitor:
 
     # -- internals ---------------------------------------------------------------------------------------
 
-    def _time(self, value: Any, pid: Hashable) -> tuple[float, str]:
+    def _time(self, value: Any, pid: Hashable, state: _Patient | None) -> tuple[float, str, bool]:
+        """Seconds since the epoch, the time as recorded, and whether it had a UTC offset (as the patient's
+        earlier records must)."""
         try:
             if isinstance(value, str):
                 text = value.strip()
@@ -287,13 +364,11 @@ class Monitor:
                             "'2024-03-01T08:30:00' or '2024-03-01T08:30:00+00:00'",
                             column="time", rows=[pid]) from None
         aware = dt.tzinfo is not None and dt.utcoffset() is not None
-        if self._aware is None:
-            self._aware = aware
-        elif aware != self._aware:
+        if state is not None and state.aware is not None and aware != state.aware:
             raise DataError(f"patient {pid!r}: time {text!r} {'has' if aware else 'has no'} UTC offset but "
-                            f"earlier records {'do not' if aware else 'do'}; use one convention in a stream",
+                            f"earlier records {'do not' if aware else 'do'}; use one convention for a patient",
                             column="time", rows=[pid])
-        return (dt.timestamp() if aware else dt.replace(tzinfo=_UTC).timestamp()), text
+        return (dt.timestamp() if aware else dt.replace(tzinfo=_UTC).timestamp()), text, aware
 
     def _prepare(self, record: Mapping[str, Any]) -> _Prepared:
         if type(record) is not dict and not isinstance(record, Mapping):
@@ -307,26 +382,45 @@ class Monitor:
                 raise DataError(f"patient_id {pid!r} must be text or a number", column="patient_id")
         elif pid == "":
             raise DataError("record has no patient_id", column="patient_id")
-        ts, text = self._time(record.get("time"), pid)
+        if self.strict:
+            _refuse_unknown_fields(record, pid)
+        if record.get("event") is not None:
+            raise DataError(f"patient {pid!r}: event {record.get('event')!r} with vital signs; the only event is "
+                            f"{DISCHARGE!r}, sent alone with patient_id (and time)", column="event", rows=[pid])
         state = self._patients.get(pid)
-        if state is None:
-            state = self._patients[pid] = _Patient()
-        elif state.last_time is not None and ts < state.last_time:
+        ts, text, aware = self._time(record.get("time"), pid, state)
+        if state is not None and state.last_time is not None and ts < state.last_time:
             raise DataError(f"patient {pid!r}: observation time {text} is earlier than the previous observation "
                             f"at {state.last_text}; records must be in time order for each patient",
                             column="time", rows=[pid])
         vitals = parse_vitals(record, self.table, patient=pid)
+        state = self._follow(pid, state)
+        state.aware = aware
         news2 = result_from_parts(vitals_parts(vitals, self.table), self.table)
         step = Step(pid, text, vitals, news2)
         previous = state.last_time
         state.last_time, state.last_text = ts, text
         if self.risk_fn is not None:
+            if state.window is None:
+                state.window = deque()
             window = state.window
             window.append((ts, vitals, news2.total, len(news2.missing)))
             while ts - window[0][0] > self._window_s:
                 window.popleft()
             step.features = features_from_window(window, self._window_s, previous)
         return _Prepared(state, step)
+
+    def _follow(self, pid: Hashable, state: _Patient | None) -> _Patient:
+        """The patient's state, marked most recently seen; a new patient may evict the least recently seen."""
+        if state is not None:
+            self._patients.move_to_end(pid)
+            return state
+        state = self._patients[pid] = _Patient()
+        if self.max_patients is not None:
+            while len(self._patients) > self.max_patients:
+                self._patients.popitem(last=False)
+                self.counts["evicted"] += 1
+        return state
 
     def _risks(self, rows: list[dict[str, float] | None]) -> np.ndarray:
         assert self.risk_fn is not None
@@ -430,6 +524,9 @@ def _parse_line(item: Any, line: int) -> Mapping[str, Any] | None:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise RecordError(f"line {line}: not valid JSON ({exc.msg} at column {exc.colno})", line=line) from None
+        except (RecursionError, ValueError):  # nested too deeply, or an integer of more than 4,300 digits
+            raise RecordError(f"line {line}: not a record (nested too deeply or a number too long); expected a "
+                              "JSON object with patient_id, time and vitals", line=line) from None
         if not isinstance(obj, dict):
             raise RecordError(f"line {line}: expected a JSON object with patient_id, time and vitals, "
                               f"got {type(obj).__name__}", line=line)
@@ -476,6 +573,12 @@ def run_monitor(records: Iterable[Mapping[str, Any] | str], alerts_out: TextIO, 
             if record is None:
                 continue
             try:
+                pid = discharge_id(record)
+                if pid is not None:
+                    if batched:
+                        flush()  # the patient's pending observations are finished before their state goes
+                    monitor.discharge(pid)
+                    continue
                 prepared = monitor._prepare(record)
             except DataError as exc:
                 raise RecordError(f"line {line}: field {exc.column or '?'}: {exc}", line=line, column=exc.column,

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -23,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from precimed import __version__, jsonio
 from precimed.errors import ArtifactError, ConfigError, DataError, PrecimedError, RuleError
 from precimed.service.container import Container
+from precimed.service.db import DatabaseUnavailable
 from precimed.service.registry import ModelNotFound, RegistryConflict
 from precimed.service.routes import admin, cds, fhir, health, models, plans, predict, vitals
 from precimed.service.routes.common import ApiError, new_id
@@ -39,10 +41,14 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     container = Container.build(settings)
     app = FastAPI(
         title="precimed", version=__version__,
+        # no redirect from "/path/" to "/path": Starlette builds its Location from the request's Host header, so a
+        # hostile Host would be echoed back as a redirect target; a wrong path is a plain 404
+        redirect_slashes=False,
         description="Registered clinical risk models: predictions, explanations, treatment plans, vital-sign alerts, "
                     "FHIR R4 input and CDS Hooks, with bearer tokens, roles and a hash-chained audit trail.",
     )
     app.state.container = container
+    app.router.add_event_handler("shutdown", container.close)  # a last audit checkpoint, then close the database
     for module in (health, models, predict, plans, vitals, fhir, cds, admin):
         app.include_router(module.router)
     _handlers(app)
@@ -142,6 +148,13 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConfigError, user_error)
     app.add_exception_handler(RuleError, user_error)
     app.add_exception_handler(PlanningUnavailable, unavailable)
+
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:  # never a 500 with rows that vanish
+        log.error("database unavailable: %s", type(exc).__name__)
+        return _error(503, "the database or the registry is unavailable; an administrator must check /readyz")
+
+    app.add_exception_handler(DatabaseUnavailable, database_down)
+    app.add_exception_handler(SQLAlchemyError, database_down)
 
 
 # ----- middleware -----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Recipes import from here, never from each other's internals.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from precimed.atomic import atomic_write_bytes
 from precimed.cohort import ROW_ID, Cohort, build_cohort, type_features
 from precimed.config import RunConfig, SourceConfig
+from precimed.csvio import csv_bytes
 from precimed.data import dataset_info, list_datasets, load_dataset, read_table
 from precimed.errors import ConfigError, DataError
 from precimed.jsonio import dumps, dumps_lines
@@ -112,6 +113,46 @@ def typed_patients(bundle: Bundle, frame: pd.DataFrame, *, where: str) -> tuple[
 
 
 # ----- outputs --------------------------------------------------------------------------------------
+PathArgs = Mapping[str, Path | str | None]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a == b:
+        return True
+    try:
+        return a.exists() and b.exists() and a.samefile(b)  # hard links and bind mounts too
+    except OSError:
+        return False
+
+
+def _clash(out_name: str, out: Path, in_name: str, given: Path) -> str | None:
+    """Why writing ``out`` would destroy or corrupt ``given`` (None when it cannot)."""
+    if _same_file(out, given):
+        return f"{out_name} {out} is the same file as {in_name}"
+    if out in given.parents:
+        return f"{out_name} {out} is a folder that holds {in_name} {given}; replacing it would delete that input"
+    if given in out.parents:
+        return f"{out_name} {out} is inside {in_name} {given}; writing there would change that input"
+    return None
+
+
+def check_outputs_apart(outputs: PathArgs, inputs: PathArgs) -> None:
+    """Refuse, before any work, an output (file or folder) that is an input, the key file or the policy, holds
+    one, or sits inside one; and two outputs that are the same path. Names are the options as the user typed
+    them ("--output"); None values are options not given."""
+    given = {name: Path(p).expanduser().resolve() for name, p in inputs.items() if p is not None and str(p) != "-"}
+    written = {name: Path(p).expanduser().resolve() for name, p in outputs.items() if p is not None}
+    seen: dict[Path, str] = {}
+    for out_name, out in written.items():
+        if out in seen:
+            raise ConfigError(f"{out_name} and {seen[out]} are the same path {out}; give each output its own path")
+        seen[out] = out_name
+        for in_name, path in given.items():
+            reason = _clash(out_name, out, in_name, path)
+            if reason is not None:
+                raise ConfigError(f"{reason}; an output never overwrites an input: choose another {out_name}")
+
+
 def check_table_path(path: Path | str) -> Path:
     """An output table's path, refused early (before any work) when its format is unknown."""
     path = Path(path)
@@ -125,7 +166,7 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
     path = check_table_path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        data = frame.to_csv(index=False).encode()
+        data = csv_bytes(frame)
     elif suffix == ".parquet":
         buf = io.BytesIO()
         frame.to_parquet(buf, index=False)

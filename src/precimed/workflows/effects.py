@@ -20,7 +20,6 @@ that section, pass them as ``settings=`` (a dict), or load a YAML with :func:`lo
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from pydantic import ValidationError
 
 from precimed.atomic import atomic_dir
 from precimed.config import EffectsConfig, RunConfig, load_config
+from precimed.csvio import csv_bytes
 from precimed.errors import ConfigError, DataError
 from precimed.evaluate.policy import (
     aipw_scores,
@@ -409,9 +409,7 @@ def effects_from_config(cfg: RunConfig, out_dir: Path, *, learner: str | None = 
     doc = plain(doc)
     table = _patient_table(ids, cohort.id_name, labels, cf.fold, summaries[primary], cf.propensity, measure,
                            {n: summaries[n] for n in reported if n != primary})
-    buf = io.StringIO()
-    table.to_csv(buf, index=False)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         (tmp / "effects.json").write_text(dumps(doc))
-        (tmp / "patient_effects.csv").write_text(buf.getvalue())
+        (tmp / "patient_effects.csv").write_bytes(csv_bytes(table))
     return doc

@@ -14,6 +14,7 @@ import pandas as pd
 
 from precimed.atomic import atomic_dir
 from precimed.config import parse_config
+from precimed.csvio import csv_bytes
 from precimed.errors import ConfigError
 from precimed.jsonio import dumps_lines, write_json
 from precimed.monitoring import (
@@ -28,6 +29,7 @@ from precimed.monitoring import (
 from precimed.workflows._run import Echo, check_out_dir, quiet
 
 LABEL = "event_within_12h"
+MAX_PATIENTS = 100_000  # patients a replayed or live stream follows at once (about 25 MB of NEWS2 state)
 
 
 def bundle_risk_fn(bundle_dir: Path, model: str | None = None) -> Any:
@@ -52,8 +54,12 @@ def bundle_risk_fn(bundle_dir: Path, model: str | None = None) -> Any:
 
 def monitor_stream(input: str, output: Path, *, scores: Path | None = None, bundle_dir: Path | None = None,
                    model: str | None = None, risk_threshold: float = 0.5, alert_level: str = "low-medium",
-                   clear_after: int = 2, window_hours: float = 24) -> dict:
+                   clear_after: int = 2, window_hours: float = 24, max_patients: int | None = MAX_PATIENTS) -> dict:
     """Replay a vitals file (JSON lines) or stdin ('-') through the monitor; alerts as JSON lines.
+
+    At most ``max_patients`` patients are followed at once (the least recently seen is forgotten first), and a
+    ``{"patient_id": ..., "event": "discharge"}`` record drops a patient's state, so a stream that runs for
+    months keeps bounded memory.
 
     Alerts are written and flushed one by one (not atomically) so that, if a later record is bad, every
     alert already raised stays on disk as a valid line.
@@ -72,7 +78,8 @@ def monitor_stream(input: str, output: Path, *, scores: Path | None = None, bund
         # a replayed file scores the learned risk in batches (identical output); a live stream one by one
         batch = 512 if risk_fn is not None and str(input) != "-" else 1
         return run_monitor(src, alerts, sc, risk_fn=risk_fn, risk_threshold=risk_threshold, alert_level=alert_level,
-                           clear_after=clear_after, window=timedelta(hours=window_hours), batch_size=batch)
+                           clear_after=clear_after, window=timedelta(hours=window_hours), batch_size=batch,
+                           max_patients=max_patients)
 
 
 def _ward_tables(n_patients: int, days: float, seed: int) -> dict[str, pd.DataFrame]:
@@ -91,8 +98,8 @@ def _write_ward(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
     obs["time"] = obs["time"].map(lambda t: t.isoformat())
     records = obs.astype(object).where(obs.notna(), None).to_dict(orient="records")
     (folder / "observations.jsonl").write_text(dumps_lines(records))
-    tables["events"].to_csv(folder / "events.csv", index=False)
-    tables["features"].to_csv(folder / "features.csv", index=False)
+    (folder / "events.csv").write_bytes(csv_bytes(tables["events"]))
+    (folder / "features.csv").write_bytes(csv_bytes(tables["features"]))
 
 
 def simulate_ward_files(out_dir: Path, *, n_patients: int = 200, days: float = 7, seed: int = 0,

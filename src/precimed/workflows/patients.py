@@ -9,6 +9,7 @@ request), so a caller can answer all of them at once rather than one per round t
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -247,12 +248,25 @@ def plan_for(patient: Mapping[str, Any], *, planner: Planner | None = None, bund
 
 
 # ----- vital signs ---------------------------------------------------------------------------------------------
+MAX_STREAMS = 16  # models × versions × thresholds followed at once
+MAX_IDLE_SECONDS = 72 * 3600.0  # a patient with no observation for 3 days is forgotten
+
+
 @dataclass
 class Ingested:
-    """The observations accepted, in order; `error` is why the next one (at index len(steps)) was refused."""
+    """The records handled, in order; `error` is why the next one (at index `handled`) was refused.
+
+    `steps` are the observations scored; `discharged` the patient ids whose follow-up a discharge record ended.
+    """
 
     steps: list[Step]
     error: PrecimedError | None = None
+    discharged: list[Hashable] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        """Records accepted before the error (observations and discharges)."""
+        return len(self.steps) + len(self.discharged)
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -261,55 +275,111 @@ class Ingested:
 
 class VitalsMonitors:
     """Early-warning state (NEWS2, optionally a learned risk, alert hysteresis) of each patient whose vital signs
-    arrive over time, for at most `max_patients` patients: when one more arrives, the least recently seen is
-    forgotten, and starts a new episode if seen again. Observations of different `stream`s (e.g. models) are
-    followed apart. Thread-safe: one batch is ingested at a time.
+    arrive over time, in bounded memory:
+
+    * at most `max_patients` patients over all streams: when one more arrives, the least recently seen is
+      forgotten, and starts a new episode if seen again;
+    * a patient not seen for `max_idle_seconds` (wall clock) is forgotten;
+    * a discharge record (``{"patient_id": ..., "event": "discharge"}``) drops the patient's state at once;
+    * at most `max_streams` streams (a model, version and risk threshold each; None for NEWS2 alone): a new one
+      beyond that forgets the least recently used stream and its patients.
+
+    Records must carry only the documented fields (unknown ones are refused, naming the field). Thread-safe: one
+    batch is ingested at a time.
     """
 
-    def __init__(self, max_patients: int = 10_000) -> None:
-        if isinstance(max_patients, bool) or not isinstance(max_patients, int) or max_patients < 1:
-            raise ConfigError(f"max_patients must be a whole number ≥ 1, got {max_patients!r}")
+    def __init__(self, max_patients: int = 10_000, *, max_streams: int = MAX_STREAMS,
+                 max_idle_seconds: float | None = MAX_IDLE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        for name, value in (("max_patients", max_patients), ("max_streams", max_streams)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        if max_idle_seconds is not None and not max_idle_seconds > 0:
+            raise ConfigError(f"max_idle_seconds must be > 0 or None, got {max_idle_seconds!r}")
         self.max_patients = max_patients
-        self._monitors: OrderedDict[tuple[Hashable, Hashable], Monitor] = OrderedDict()
+        self.max_streams = max_streams
+        self.max_idle_seconds = max_idle_seconds
+        self._clock = clock
+        self._streams: OrderedDict[Hashable, Monitor] = OrderedDict()  # least recently used first
+        self._seen: OrderedDict[tuple[Hashable, Hashable], float] = OrderedDict()  # (stream, patient) → last seen
         self._lock = threading.Lock()
         self._table: News2Table | None = None
 
     def __len__(self) -> int:
-        return len(self._monitors)
+        """Patients followed now, over all streams."""
+        return len(self._seen)
+
+    @property
+    def streams(self) -> int:
+        """Streams followed now."""
+        return len(self._streams)
 
     def ingest(self, records: Sequence[Mapping[str, Any]], *, stream: Hashable = None, risk_fn: RiskFn | None = None,
                risk_threshold: float = 0.5) -> Ingested:
-        """Observe `records` in order; stop at the first refused (its error in the result, the ones before it kept)."""
-        steps: list[Step] = []
+        """Handle `records` in order; stop at the first refused (its error in the result, the ones before it kept)."""
+        from precimed.monitoring.stream import discharge_id
+
+        done = Ingested([])
         with self._lock:
+            self._expire()
+            monitor = self._monitor(stream, risk_fn, risk_threshold)
             for record in records:
                 try:
-                    steps.append(self._observe(stream, record, risk_fn, risk_threshold))
+                    pid = discharge_id(record)
+                    if pid is not None:
+                        monitor.discharge(pid)
+                        self._seen.pop((stream, pid), None)
+                        done.discharged.append(pid)
+                        continue
+                    done.steps.append(monitor.observe(record))
                 except PrecimedError as exc:
-                    return Ingested(steps, exc)
-        return Ingested(steps)
+                    done.error = exc
+                    break
+                self._touch(stream, done.steps[-1].patient_id)
+        return done
 
-    def _observe(self, stream: Hashable, record: Mapping[str, Any], risk_fn: RiskFn | None,
-                 risk_threshold: float) -> Step:
+    def _monitor(self, stream: Hashable, risk_fn: RiskFn | None, risk_threshold: float) -> Monitor:
+        """The stream's monitor, marked most recently used; a new stream may forget the least recently used."""
         from precimed.monitoring import Monitor, load_news2_bands
 
+        monitor = self._streams.get(stream)
+        if monitor is not None:
+            self._streams.move_to_end(stream)
+            return monitor
         if self._table is None:
             self._table = load_news2_bands()
-        pid = record.get(PATIENT_ID) if isinstance(record, Mapping) else None
-        if isinstance(pid, bool) or not isinstance(pid, str | int | float) or pid != pid or pid == "":
-            # no usable id: a fresh monitor names the problem and nothing is kept
-            return Monitor(risk_fn=risk_fn, risk_threshold=risk_threshold, table=self._table).observe(record)
+        monitor = self._streams[stream] = Monitor(risk_fn=risk_fn, risk_threshold=risk_threshold, table=self._table,
+                                                  strict=True)
+        while len(self._streams) > self.max_streams:
+            old, forgotten = self._streams.popitem(last=False)
+            for pid in forgotten.patient_ids():
+                self._seen.pop((old, pid), None)
+        return monitor
+
+    def _touch(self, stream: Hashable, pid: Hashable) -> None:
+        """Mark a patient seen now; past `max_patients`, forget the least recently seen."""
         key = (stream, pid)
-        monitor = self._monitors.get(key)
+        self._seen[key] = self._clock()
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.max_patients:
+            self._forget(*self._seen.popitem(last=False)[0])
+
+    def _expire(self) -> None:
+        """Forget the patients not seen for `max_idle_seconds`."""
+        if self.max_idle_seconds is None:
+            return
+        horizon = self._clock() - self.max_idle_seconds
+        while self._seen:
+            key, seen = next(iter(self._seen.items()))
+            if seen >= horizon:
+                break
+            del self._seen[key]
+            self._forget(*key)
+
+    def _forget(self, stream: Hashable, pid: Hashable) -> None:
+        monitor = self._streams.get(stream)
         if monitor is not None:
-            self._monitors.move_to_end(key)
-            return monitor.observe(record)
-        monitor = Monitor(risk_fn=risk_fn, risk_threshold=risk_threshold, table=self._table)
-        step = monitor.observe(record)  # kept only once it has accepted an observation
-        self._monitors[key] = monitor
-        while len(self._monitors) > self.max_patients:
-            self._monitors.popitem(last=False)
-        return step
+            monitor.forget(pid)
 
 
 def vitals_risk_fn(bundle_dir: Any) -> RiskFn:

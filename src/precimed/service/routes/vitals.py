@@ -1,10 +1,12 @@
 """Vital-sign ingestion: observations → NEWS2 (and optionally a registered model's learned risk) → alert events.
 
 The container's monitors (`precimed.workflows.patients.VitalsMonitors`) keep each patient's episode state between
-requests (alert, escalation, clear with hysteresis), per model, version and threshold, for at most
-`max_monitored_patients` patients (the least recently seen is forgotten first). Records are processed in order;
-a bad record stops the request with 422 naming the field and the record, and says how many records before it
-were ingested (and their alerts).
+requests (alert, escalation, clear with hysteresis), per model, version and threshold, in bounded memory: at most
+`max_monitored_patients` patients (the least recently seen is forgotten first), none idle for more than 72 hours,
+and at most 16 model/version/threshold streams (the least recently used is forgotten with its patients). A record
+`{"patient_id": ..., "event": "discharge"}` drops that patient's state at once. Records are processed in order;
+a bad record (an unknown field, a vital out of range, ...) stops the request with 422 naming the field and the
+record, and says how many records before it were accepted (and their alerts).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from precimed.errors import DataError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
 from precimed.service.routes.common import ERRORS, ApiError, Scalar
-from precimed.service.routes.deps import ContainerDep, require
-from precimed.service.schemas import VitalsOut
+from precimed.service.routes.deps import ContainerDep, require, resolve_for
+from precimed.service.schemas import Version, VitalsOut
 
 router = APIRouter(tags=["vitals"])
 
@@ -32,10 +34,11 @@ class VitalsIn(BaseModel):
 
     observations: list[dict[str, Scalar]] = Field(
         min_length=1, description="patient_id, time (ISO 8601) and any of resp_rate, spo2, spo2_scale, on_oxygen, "
-                                  "systolic_bp, pulse, consciousness, temperature")
+                                  "systolic_bp, pulse, consciousness, temperature (no other field); or "
+                                  "{patient_id, event: 'discharge'} to stop following a patient")
     model: str | None = Field(default=None, max_length=128,
                               description="a registered binary model on monitor window features (learned risk)")
-    version: int | None = Field(default=None, ge=1)
+    version: Version | None = None
     risk_threshold: float = Field(default=0.5, ge=0, le=1)
 
 
@@ -47,7 +50,7 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
         raise ApiError(413, f"at most {container.settings.max_observations} observations per request",
                        field="observations")
     input_digest = digest(body.model_dump(mode="json"))
-    info = container.registry.resolve(body.model, body.version) if body.model else None
+    info = resolve_for(container, principal, body.model, body.version) if body.model else None
     risk_fn = container.risk_fn(info) if info is not None else None
     stream = (info.name, info.version, body.risk_threshold) if info is not None else None
     result = container.vitals.ingest(body.observations, stream=stream, risk_fn=risk_fn,
@@ -55,7 +58,7 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
     events = result.events
     model, version = (info.name, info.version) if info is not None else (None, None)
     if result.error is not None:
-        i, exc = len(result.steps), result.error
+        i, exc = result.handled, result.error
         if not isinstance(exc, DataError):  # a learned risk that fails is the model's problem, not the record's
             raise ApiError(422, f"observation {i}: {exc}", field="model") from None
         container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
@@ -67,6 +70,6 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
     for e in events:
         container.metrics.alerts.labels(e["event"]).inc()
     container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
-                     detail={"accepted": len(result.steps), "alerts": len(events)})
-    return {"accepted": len(result.steps), "alerts": jsonio.plain(events),
+                     detail={"accepted": result.handled, "alerts": len(events), "discharged": len(result.discharged)})
+    return {"accepted": result.handled, "alerts": jsonio.plain(events),
             "scores": jsonio.plain([s.score_record() for s in result.steps])}

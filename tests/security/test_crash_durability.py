@@ -1,0 +1,119 @@
+"""kill -9 in the middle of a stream of predictions (finding 12): every prediction the server acknowledged (HTTP 200)
+has its stored row and its audit row, and the audit chain still verifies. Bounded: about 15 s.
+
+`precimed serve` runs in a subprocess on a free loopback port against a temporary registry and SQLite database;
+four client threads send predictions until the server is killed with SIGKILL after 25 acknowledgements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.conftest import PATIENT, pima_bundles  # noqa: F401  (pima_bundles is a session fixture)
+
+KILL_AFTER = 25  # acknowledged predictions before SIGKILL
+CLIENTS = 4
+START_TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(registry: Path, port: int) -> subprocess.Popen:
+    """`precimed serve` in its own process group; returns once /healthz answers."""
+    env = {**os.environ, "PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "precimed.cli", "serve", "--registry", str(registry),
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"precimed serve exited: {proc.stderr.read().decode()[-1500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"precimed serve did not answer in {START_TIMEOUT:.0f} s")
+
+
+def _flood(url: str, token: str, proc: subprocess.Popen) -> tuple[list[str], int]:
+    """Predictions from CLIENTS threads until the server is gone; SIGKILL after KILL_AFTER acknowledgements.
+    Returns the acknowledged prediction ids and the number of requests that failed."""
+    acknowledged: list[str] = []
+    failed = 0
+    lock = threading.Lock()
+    killed = threading.Event()
+    stop_at = time.monotonic() + 20
+
+    def client() -> None:
+        nonlocal failed
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=5) as http:
+            while time.monotonic() < stop_at:
+                try:
+                    r = http.post(url, json={"patients": [PATIENT]})
+                except httpx.TransportError:
+                    with lock:
+                        failed += 1
+                    if killed.is_set():
+                        return
+                    continue
+                if r.status_code == 200:
+                    with lock:
+                        acknowledged.append(r.json()["id"])
+                        if len(acknowledged) >= KILL_AFTER and not killed.is_set():
+                            os.kill(proc.pid, signal.SIGKILL)  # mid-stream: the other clients are in flight
+                            killed.set()
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return acknowledged, failed
+
+
+def test_every_acknowledged_prediction_survives_kill_9_and_the_chain_verifies(tmp_path, pima_bundles, run_cli):  # noqa: F811
+    from precimed.service import cli_commands as cli
+
+    registry = tmp_path / "registry"
+    cli.registry_add(registry, pima_bundles[0])
+    cli.registry_promote(registry, "pima-small", 1)
+    _, token = cli.tokens_create(registry, "clinician", label="crash test")
+    port = _free_port()
+    proc = _serve(registry, port)
+    try:
+        acknowledged, failed = _flood(f"http://127.0.0.1:{port}/v1/models/pima-small/predict", token, proc)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert len(acknowledged) >= KILL_AFTER and failed >= 1  # killed while the clients were still sending
+
+    with sqlite3.connect(registry / "precimed.db") as db:
+        stored = {row[0] for row in db.execute("SELECT id FROM predictions")}
+        audited = {json.loads(row[0]).get("prediction_id")
+                   for row in db.execute("SELECT detail FROM audit WHERE action = 'predict'")}
+    assert set(acknowledged) - stored == set()
+    assert set(acknowledged) - audited == set()
+
+    code, out, err = run_cli("audit", "verify", "--registry", registry)
+    assert code == 0 and "ok" in out.lower(), out + err  # a broken chain exits 2
