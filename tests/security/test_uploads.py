@@ -329,3 +329,19 @@ def test_the_cli_refuses_the_same_factors_in_a_yaml_mapping(tmp_path, pima_bundl
     assert mapping.read_text() != MAPPING.read_text()
     with pytest.raises(ConfigError, match=r"observations\.0\.convert\.mmol/L: Input should be"):
         cli.registry_add(tmp_path / "reg", pima_bundles[0], fhir_mapping=mapping)
+
+
+def test_evaluate_takes_cohort_names_only_and_answers_alike_for_existing_and_missing_server_files(
+        tmp_path, pima_bundles, monkeypatch):
+    """Before: a dataset naming a file that exists where the server runs got its own 422 and a missing one another
+    answer, an oracle for which files the server has. Now every non-cohort name gets the one refusal."""
+    svc = start(tmp_path, pima_bundles)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secretfile").write_text("x")
+    answers = []
+    for dataset in ("secretfile", "nosuchfile", "/etc/passwd", "pima/../pima"):
+        r = svc.client.post("/v1/models/pima-small/evaluate", json={"dataset": dataset},
+                            headers=svc.auth("data_scientist"))
+        assert r.status_code == 422 and r.json()["field"] == "dataset"
+        answers.append(r.json()["message"])
+    assert answers[0] == answers[1] and "built-in cohort" in answers[0]

@@ -68,8 +68,9 @@ def test_verify_catches_an_altered_row_whose_hash_was_recomputed(audited):
 
     row = audited.container.audit.rows()[3]
     forged = AuditRow(**{**{k: v for k, v in row.items() if k != "row_hash"}, "actor": "tok_someone_else"})
-    _sql(audited, "UPDATE audit SET actor = :a, row_hash = :h WHERE seq = :s", a=forged.actor, h=row_hash(forged),
-         s=row["seq"])
+    key = audited.container.audit.key  # an insider holding the key: the next row's link still breaks
+    _sql(audited, "UPDATE audit SET actor = :a, row_hash = :h WHERE seq = :s", a=forged.actor,
+         h=row_hash(forged, key), s=row["seq"])
     report = _verify(audited)
     assert not report["ok"]
     assert report["problems"][0]["seq"] == row["seq"] + 1 and "does not link" in report["problems"][0]["message"]
@@ -81,8 +82,9 @@ def test_verify_catches_a_deleted_row_in_the_middle_and_at_the_end(audited):
     assert [(p["kind"], p["seq"]) for p in report["problems"]][0] == ("deleted", 4)
     last = _sql(audited, "SELECT max(seq) FROM audit")[0][0]
     _sql(audited, "DELETE FROM audit WHERE seq = :s", s=last)
-    kinds = [p["kind"] for p in _verify(audited)["problems"]]
-    assert kinds.count("deleted") == 2 and "ends at" in _verify(audited)["problems"][-1]["message"]
+    problems = _verify(audited)["problems"]
+    assert (problems[0]["kind"], problems[0]["seq"]) == ("deleted", 4)
+    assert [p["seq"] for p in problems if p["kind"] == "deleted" and "ends at" in p["message"]] == [last]
 
 
 def test_verify_catches_a_forged_row_appended_with_a_valid_looking_hash(audited):
@@ -93,7 +95,7 @@ def test_verify_catches_a_forged_row_appended_with_a_valid_looking_hash(audited)
     forged = AuditRow(seq=last["seq"] + 1, at=last["at"], actor="tok_ghost", role="admin", action="promote:production",
                       model="pima-small", version=1, input_digest=None, outcome="ok", status=200, detail="{}",
                       prev_hash=last["row_hash"])
-    forged.row_hash = row_hash(forged)
+    forged.row_hash = row_hash(forged, audited.container.audit.key)
     _sql(audited, "INSERT INTO audit (seq, at, actor, role, action, model, version, input_digest, outcome, status, "
                   "detail, prev_hash, row_hash) VALUES (:seq, :at, :actor, :role, :action, :model, :version, "
                   ":input_digest, :outcome, :status, :detail, :prev_hash, :row_hash)",
@@ -157,3 +159,65 @@ def test_stored_rows_keep_their_json_format_through_jsonio():
     assert to_json({"x": math.nan, "y": np.float32(0.5), "z": np.int64(3), "w": [math.inf]}) == \
         '{"w":[null],"x":null,"y":0.5,"z":3}'
     assert digest({"n": 7, "a": "Zoë"}) == digest({"a": "Zoë", "n": 7})
+
+
+def test_rows_page_in_order_from_a_seq(audited):
+    log = audited.container.audit
+    every = log.rows()
+    pages, after = [], 0
+    while page := log.rows(after=after, limit=3):
+        assert len(page) <= 3
+        pages.append(page)
+        after = page[-1]["seq"]
+    assert [r["seq"] for p in pages for r in p] == [r["seq"] for r in every] == list(range(1, len(every) + 1))
+    assert log.rows(after=every[-1]["seq"]) == [] and log.rows(after=2, limit=1)[0]["seq"] == 3
+    assert log.rows(limit=0) == []
+
+
+def test_the_seq_reported_after_end_truncation_is_the_first_missing_row(audited):
+    last = _sql(audited, "SELECT max(seq) FROM audit")[0][0]
+    _sql(audited, "DELETE FROM audit WHERE seq > :s", s=last - 2)
+    report = _verify(audited)
+    ends = [p for p in report["problems"] if p["kind"] == "deleted"]
+    assert [(p["seq"], p["message"]) for p in ends] == [
+        (last - 1, f"the head records row {last} but the table ends at row {last - 2}: row(s) deleted from the end")]
+
+
+def _legacy_database(registry) -> int:
+    """A registry database written before the chain was keyed: rows hashed with plain SHA-256, no key, no
+    checkpoint file. Returns the number of rows."""
+    from precimed.service.audit import AuditLog, legacy_row_hash
+    from precimed.service.db import AuditHead, AuditRow, Database
+    from precimed.service.settings import ServiceSettings
+    from precimed.workflows.privacy import KeyMaterial
+
+    db = Database(ServiceSettings(registry=registry).database_url)
+    db.migrate()
+    log = AuditLog(db, KeyMaterial(b"x" * 32))
+    for i in range(4):
+        log.append(actor="cli:old", role="cli", action="note", detail={"i": i})
+    with db.transaction() as s:
+        prev = "0" * 64
+        for row in s.query(AuditRow).order_by(AuditRow.seq):
+            row.prev_hash = prev
+            row.row_hash = prev = legacy_row_hash(row)
+        s.get(AuditHead, 1).row_hash = prev
+    db.dispose()
+    return 4
+
+
+def test_a_database_from_before_the_key_is_adopted_and_its_old_rows_stay_checked(tmp_path):
+    from precimed.service import cli_commands as cli
+
+    registry = tmp_path / "registry"
+    legacy = _legacy_database(registry)
+    assert cli.tokens_list(registry) == []  # the first start adopts the old rows under a new genesis
+    genesis = json.loads((registry / "audit-checkpoints.jsonl").read_text().splitlines()[0])
+    assert genesis["type"] == "genesis" and genesis["legacy_seq"] == legacy and genesis["first_seq"] == 1
+    report = cli.audit_verify(registry)
+    assert report["ok"] and report["rows"] == legacy + 1
+    engine = create_engine(f"sqlite:///{registry / 'precimed.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit SET actor = 'cli:someone' WHERE seq = 2"))
+    engine.dispose()
+    assert [(p["kind"], p["seq"]) for p in cli.audit_verify(registry)["problems"]] == [("altered", 2)]

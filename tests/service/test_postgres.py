@@ -102,10 +102,11 @@ def test_concurrent_appends_keep_one_chain_on_postgresql(pg_url):
 
     from precimed.service.audit import AuditLog
     from precimed.service.db import Database
+    from precimed.workflows.privacy import KeyMaterial
 
     db = Database(pg_url)
     db.migrate()
-    log = AuditLog(db)
+    log = AuditLog(db, KeyMaterial(b"k" * 32))
     with ThreadPoolExecutor(8) as pool:
         seqs = list(pool.map(lambda i: log.append(actor="tok_t", role="clinician", action="predict").seq, range(60)))
     assert sorted(seqs) == list(range(1, 61)) and log.verify().ok

@@ -127,7 +127,10 @@ def _handlers(app: FastAPI) -> None:
 
     async def artifact(_: Request, exc: ArtifactError) -> JSONResponse:
         log.error("artifact check failed: %s", type(exc).__name__)
-        return _error(503, f"model files failed verification; an administrator must check the registry ({exc})")
+        # `reason` names files inside the bundle only; str(exc) would add the server's folder
+        reason = getattr(exc, "reason", None)
+        detail = f" ({reason})" if reason else ""
+        return _error(503, f"model files failed verification; an administrator must check the registry{detail}")
 
     async def data_error(_: Request, exc: DataError) -> JSONResponse:
         return _error(422, str(exc), exc.column, rows=[str(r) for r in exc.rows])

@@ -3,9 +3,10 @@
 A token is shown once, when it is created; the database keeps its SHA-256 and a public id (`tok_…`) that logs
 and the audit trail use. Roles are disjoint on purpose (an administrator does not score patients):
 
-    clinician       predict, explain, plan, vitals, FHIR predict, CDS hooks, read predictions and plans
-    data_scientist  register models, evaluate them
-    admin           tokens, promotion and rollback, audit verification
+    clinician       predict, explain, plan, vitals, FHIR predict, CDS hooks, read their own predictions and plans;
+                    only versions in staging or production
+    data_scientist  register models, evaluate them (any version)
+    admin           tokens, promotion and rollback, audit verification, read every stored prediction and plan
     (every role)    list models, read metrics
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from precimed.errors import ConfigError
+from precimed.service.audit import AuditLog
 from precimed.service.db import Database, TokenRow, utcnow
 
 ROLES = ("clinician", "data_scientist", "admin")
@@ -32,7 +34,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "explain": frozenset({"clinician"}),
     "plan": frozenset({"clinician"}),
     "vitals": frozenset({"clinician"}),
-    "results:read": frozenset({"clinician"}),
+    "results:read": frozenset({"clinician", "admin"}),
+    "results:read_all": frozenset({"admin"}),  # others' stored predictions and plans (admin is the auditor)
+    "versions:any": frozenset({"data_scientist", "admin"}),  # pin a version in neither staging nor production
     "register": frozenset({"data_scientist"}),
     "evaluate": frozenset({"data_scientist"}),
     "promote": frozenset({"admin"}),
@@ -64,19 +68,26 @@ def check_role(role: str) -> str:
 
 
 class TokenStore:
-    """Create, look up, list and revoke tokens."""
+    """Create, look up, list and revoke tokens. Creating and revoking write the token and its audit row in one
+    transaction: there is never a token without the audit row that made it, nor a row without its token."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
+        self.audit = audit
 
-    def create(self, role: str, label: str = "") -> tuple[str, str]:
-        """A new token for `role`: returns (public id, token). The token itself is not stored."""
+    def create(self, role: str, label: str = "", *, actor: str, actor_role: str) -> tuple[str, str]:
+        """A new token for `role`, audited as made by `actor`: returns (public id, token). The token itself is
+        not stored; its SHA-256 is, and the audit row records it with the role, so a role or secret swapped in
+        the table later is caught by `AuditLog.verify`."""
         check_role(role)
         token_id = f"tok_{secrets.token_hex(6)}"
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        sha = hash_token(token)
         with self.db.transaction() as s:
-            s.add(TokenRow(id=token_id, token_sha256=hash_token(token), role=role, label=label[:200],
-                           created_at=utcnow(), revoked_at=None))
+            s.add(TokenRow(id=token_id, token_sha256=sha, role=role, label=label[:200], created_at=utcnow(),
+                           revoked_at=None))
+            self.audit.record(s, actor=actor, role=actor_role, action="token_create",
+                              detail={"token_id": token_id, "role": role, "token_sha256": sha})
         return token_id, token
 
     def lookup(self, token: str) -> Principal | None:
@@ -90,14 +101,19 @@ class TokenStore:
             return None
         return Principal(row.id, row.role)
 
-    def revoke(self, token_id: str) -> bool:
-        """Revoke by public id; False if there is no such active token."""
+    def revoke(self, token_id: str, *, actor: str, actor_role: str) -> bool:
+        """Revoke by public id, with its audit row in the same transaction; False if there is no such active
+        token (nothing is written then)."""
         with self.db.transaction() as s:
             done = s.execute(update(TokenRow).where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None))
                              .values(revoked_at=utcnow()))
-            return bool(done.rowcount)
+            if not done.rowcount:
+                return False
+            self.audit.record(s, actor=actor, role=actor_role, action="token_revoke", detail={"token_id": token_id})
+            return True
 
     def list(self) -> list[dict]:
+        """Every token: id, role, label, when created and revoked (never the token or its hash)."""
         with self.db.session() as s:
             rows = s.execute(select(TokenRow).order_by(TokenRow.created_at)).scalars().all()
             return [{"id": r.id, "role": r.role, "label": r.label, "created_at": r.created_at,

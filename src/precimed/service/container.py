@@ -7,24 +7,32 @@ Routes receive it typed through the `ContainerDep` dependency (precimed.service.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from precimed.service.audit import AuditLog
+from sqlalchemy.exc import SQLAlchemyError
+
+from precimed.service.audit import AuditChainError, AuditLog, stored_digests
 from precimed.service.auth import Principal, RateLimiter, TokenStore
-from precimed.service.db import Base, Database
+from precimed.service.checkpoints import CheckpointStore
+from precimed.service.db import Base, Database, DatabaseUnavailable, describe, redact
 from precimed.service.metrics import Metrics
 from precimed.service.registry import Registry, VersionInfo
 from precimed.service.settings import ServiceSettings
 from precimed.workflows.patients import Planner, RiskFn, VitalsMonitors, load_planner, vitals_risk_fn
+from precimed.workflows.privacy import service_key
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from precimed.service.routes.fhir import FhirMapping
     from precimed.service.schemas import ServingInfo
+
+log = logging.getLogger("precimed.service")
 
 
 @dataclass
@@ -44,24 +52,43 @@ class Container:
     _planner: Planner | None = field(default=None, init=False, repr=False)
     _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _integrity: tuple[float, str | None] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> Container:
-        """Open the database (running `alembic upgrade head` first unless settings.migrate is False) and wire
-        the rest to it."""
+        """Open the database (running `alembic upgrade head` first unless settings.migrate is False), open the
+        audit chain (AuditChainError where that would start a new chain over an old one) and wire the rest."""
         db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
-        if settings.migrate:
-            db.migrate()
-        audit = AuditLog(db)
-        return cls(settings=settings, db=db, audit=audit,
-                   registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache),
-                   tokens=TokenStore(db), limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-                   metrics=Metrics(), vitals=VitalsMonitors(settings.max_monitored_patients))
+        try:
+            if settings.migrate:
+                db.migrate()
+            db.check()
+            audit = open_audit(settings, db)
+            return cls(settings=settings, db=db, audit=audit,
+                       registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache,
+                                         verify_interval=settings.bundle_recheck_seconds),
+                       tokens=TokenStore(db, audit),
+                       limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
+                       metrics=Metrics(), vitals=VitalsMonitors(settings.max_monitored_patients))
+        except SQLAlchemyError as exc:
+            db.dispose()
+            raise DatabaseUnavailable(f"database {redact(settings.database_url)}: {describe(exc)}") from None
+        except BaseException:
+            db.dispose()
+            raise
 
     def commit(self, principal: Principal, action: str, *, model: str | None = None, version: int | None = None,
                input_digest: str | None = None, outcome: str = "ok", status: int = 200,
                detail: dict[str, Any] | None = None, rows: tuple[Base, ...] = ()) -> int:
-        """Store `rows` and the audit record of the action in one transaction; return the audit seq."""
+        """Store `rows` and the audit record of the action in one transaction; return the audit seq.
+
+        The record carries the digest of each stored prediction or plan (`detail.stored`), so an edited result is
+        caught by verification. DatabaseUnavailable (503) first if the database file or the registry folder went
+        away: nothing is answered that the audit trail would not keep."""
+        self.ensure_storage()
+        stored = stored_digests(rows)
+        if stored:
+            detail = {**(detail or {}), "stored": stored}
         with self.db.transaction() as s:
             for row in rows:
                 s.add(row)
@@ -71,6 +98,47 @@ class Container:
             seq = rec.seq
         self.metrics.audit_rows.inc()
         return seq
+
+    # ----- health ---------------------------------------------------------------------------------------------
+    def storage_problem(self) -> str | None:
+        """Cheap (two stats): the database file or the registry folder deleted or replaced while running."""
+        problem = self.db.file_problem()
+        if problem is None and not (self.registry.root / "models").is_dir():
+            problem = "the registry folder is missing (deleted while running)"
+        return problem
+
+    def ensure_storage(self) -> None:
+        """DatabaseUnavailable (HTTP 503) if the database file or the registry folder went away."""
+        problem = self.storage_problem()
+        if problem is not None:
+            raise DatabaseUnavailable(f"storage unavailable: {problem}; an administrator must restore it")
+
+    def integrity_problem(self) -> str | None:
+        """The database page check, reused for `integrity_check_seconds` (it reads the whole SQLite file)."""
+        now = time.monotonic()
+        cached = self._integrity
+        if cached is not None and now - cached[0] < self.settings.integrity_check_seconds:
+            return cached[1]
+        problem = self.db.integrity_problem()
+        self._integrity = (now, problem)
+        return problem
+
+    def readiness_problems(self) -> tuple[bool, list[str]]:
+        """(database usable, why the service should not take traffic) in generic words: no model names, versions
+        or paths, since /readyz answers without a token."""
+        problems = [p for p in (self.storage_problem(),) if p]
+        if not self.db.ping():
+            return False, [*problems, "the database is unreachable"]
+        integrity = self.integrity_problem()
+        if integrity:
+            problems.append(integrity.split(" (")[0])
+        database_ok = not problems
+        check = getattr(self.registry, "integrity_problems", None)
+        if callable(check):
+            found = check()
+            if found:
+                problems.append(f"{len(found)} registered bundle problem(s): re-verification failed")
+        return database_ok, problems
 
     def planner(self) -> Planner:
         """The planning functions and packaged rules, loaded on first use (PlanningUnavailable if they cannot be)."""
@@ -96,7 +164,40 @@ class Container:
         return found
 
     def close(self) -> None:
+        """Sign a last checkpoint of the audit head, then close the database connections (at shutdown)."""
+        try:
+            self.audit.checkpoint()
+        except Exception as exc:  # shutting down anyway; verification reports what is missing
+            log.error("audit: no checkpoint at shutdown: %s", type(exc).__name__)
         self.db.dispose()
+
+
+def open_audit(settings: ServiceSettings, db: Database, *, start: bool = True) -> AuditLog:
+    """The audit log under its key, anchored to its checkpoint file(s).
+
+    With `start` (the service and the CLI commands that write), a missing key is created (mode 600) when no chain
+    exists yet, and the chain is opened: AuditChainError where that would begin a new chain over an old one.
+    Without it (verification), a missing key is one line: the chain cannot be checked without it."""
+    store = CheckpointStore(settings.audit_checkpoint_paths)
+    key_path = settings.audit_key_path
+    if not key_path.exists():
+        if not start:
+            raise AuditChainError(f"audit key file {key_path} not found: the audit chain cannot be verified "
+                                  "without its key (set PRECIMED_AUDIT_KEY_FILE to where it is kept)")
+        if any(path.exists() and path.stat().st_size for path in store.paths):
+            raise AuditChainError(f"audit key file {key_path} is missing, but {store.paths[0]} records a chain "
+                                  "made under a key: restore the key file; refusing to start a new chain")
+    key, warnings = service_key(key_path, create=start)
+    for warning in warnings:
+        log.warning("audit: %s", warning)
+    audit = AuditLog(db, key, store, every=settings.audit_checkpoint_every)
+    if start:
+        try:
+            audit.open_chain()
+        except OSError as exc:
+            raise AuditChainError(f"audit checkpoint file {store.paths[0]}: cannot write it "
+                                  f"({exc.strerror or type(exc).__name__})") from None
+    return audit
 
 
 def container_of(app: Starlette) -> Container:

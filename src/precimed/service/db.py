@@ -11,15 +11,23 @@ predictions, plans       results stored by id (inputs are kept only as digests)
 The schema is created by Alembic (`migrations/`), never by `create_all`, so SQLite and PostgreSQL get the
 same tables. Times are ISO 8601 text in UTC, so a row reads back byte-identical on both databases (the audit
 hash covers them).
+
+A SQLite file is created 0600 by us (its WAL and SHM files take the same mode) and then only ever opened, never
+created again: if it is deleted while the service runs, new connections fail instead of starting an empty
+database, and `problems()` (for /readyz) reports it missing or replaced. A corrupted page is a one-line
+`DatabaseUnavailable`, never a traceback.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     ForeignKey,
@@ -34,15 +42,26 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from precimed import jsonio
-from precimed.errors import ConfigError
+from precimed.errors import ConfigError, PrecimedError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 GENESIS = "0" * 64
 MIGRATION_LOCK = 7_312_001  # PostgreSQL advisory lock key: one migrator at a time
+
+
+class DatabaseUnavailable(PrecimedError):
+    """The database cannot be used: unreachable, corrupted, deleted or replaced (CLI: one line, exit 2; HTTP 503)."""
+
+
+def describe(exc: BaseException) -> str:
+    """A database error's type and first line, without parameters (never a value from a row)."""
+    orig = getattr(exc, "orig", None) or exc
+    first = (str(orig).splitlines() or [""])[0][:200]
+    return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
 
 
 def utcnow() -> str:
@@ -187,10 +206,12 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
         raise ConfigError(f"database URL {url!r} is not a valid SQLAlchemy URL, e.g. sqlite:///precimed.db or "
                           "postgresql://user:password@host:5432/db") from None
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               hide_parameters=True, pool_size=8, max_overflow=16)
+        path = sqlite_file(url)
+        options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if path is not None:
+            _create_private(path)
+            options = {"creator": _opener(path)}
+        engine = create_engine(url, hide_parameters=True, pool_size=8, max_overflow=16, **options)
         _sqlite_events(engine, sqlite_synchronous)
         return engine
     if parsed.get_backend_name() != "postgresql":
@@ -199,6 +220,32 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
         return create_engine(url, pool_pre_ping=True, hide_parameters=True, pool_size=8, max_overflow=16)
     except (ImportError, ArgumentError) as exc:
         raise ConfigError(f"database {redact(url)}: {exc}") from None
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite database file (None for other databases and in-memory SQLite)."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:" or \
+            parsed.database.startswith("file:"):
+        return None
+    return Path(parsed.database).resolve()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file with mode 0600 if it does not exist (SQLite gives its WAL and SHM the same mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def _opener(path: Path) -> Any:
+    """Connect to an existing file only (mode=rw): a file deleted while running is an error, never a new database."""
+    uri = f"file:{quote(path.as_posix(), safe='/')}?mode=rw"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+
+    return connect
 
 
 def _sqlite_events(engine: Engine, synchronous: str) -> None:
@@ -228,6 +275,8 @@ class Database:
         self.dialect = self.engine.dialect.name
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
         self._writes = sessionmaker(self.engine.execution_options(precimed_write=True), expire_on_commit=False)
+        self.file = sqlite_file(self.url)
+        self._identity = _identity(self.file)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -249,6 +298,38 @@ class Database:
         except SQLAlchemyError:
             return False
 
+    def file_problem(self) -> str | None:
+        """For a SQLite file: whether it is still the file opened at start (None if so; cheap, one stat)."""
+        if self.file is None:
+            return None
+        found = _identity(self.file)
+        if found is None:
+            return "the database file is missing (deleted while running)"
+        if self._identity is not None and found != self._identity:
+            return "the database file was replaced while running"
+        return None
+
+    def integrity_problem(self) -> str | None:
+        """Whether the database is readable and (SQLite) its pages are sound: `PRAGMA quick_check`."""
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect != "sqlite":
+                    conn.execute(text("SELECT 1"))
+                    return None
+                found = [row[0] for row in conn.exec_driver_sql("PRAGMA quick_check")]
+        except SQLAlchemyError as exc:
+            return f"the database cannot be read ({describe(exc)})"
+        if found != ["ok"]:
+            detail = " ".join(" ".join(str(line) for line in found).split()) or "no answer"
+            return f"the database file is corrupted (quick_check: {detail[:160]})"
+        return None
+
+    def check(self) -> None:
+        """DatabaseUnavailable (one line) if the file went away or its pages are corrupted; used by the CLI."""
+        problem = self.file_problem() or self.integrity_problem()
+        if problem:
+            raise DatabaseUnavailable(f"database {redact(self.url)}: {problem}")
+
     def migrate(self) -> None:
         """`alembic upgrade head`, one migrator at a time (PostgreSQL advisory lock / SQLite write lock)."""
         cfg = alembic_config(self.url)
@@ -260,9 +341,8 @@ class Database:
                 from alembic import command
 
                 command.upgrade(cfg, "head")
-        except OperationalError as exc:
-            raise ConfigError(f"database {redact(self.url)}: cannot migrate ({type(exc.orig).__name__}: "
-                              f"{str(exc.orig).splitlines()[0] if exc.orig else exc})") from None
+        except SQLAlchemyError as exc:
+            raise DatabaseUnavailable(f"database {redact(self.url)}: cannot migrate ({describe(exc)})") from None
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None before the first migration)."""
@@ -278,6 +358,17 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a file, None if it does not exist."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def alembic_config(url: str) -> Any:

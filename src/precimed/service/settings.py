@@ -3,7 +3,12 @@
 Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no setup: the database is a SQLite
 file in the registry folder. `from_env` reads the few knobs an operator may want to change without code
 (PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS,
-PRECIMED_MAX_MONITORED_PATIENTS).
+PRECIMED_MAX_MONITORED_PATIENTS, and the audit trail's PRECIMED_AUDIT_KEY_FILE, PRECIMED_AUDIT_CHECKPOINTS,
+PRECIMED_AUDIT_CHECKPOINTS_MIRROR, PRECIMED_AUDIT_CHECKPOINT_EVERY).
+
+The audit key and checkpoint file default to the registry folder. That keeps a fresh install working, but an
+attacker who can write the folder can also read the key: in production put the key (and a mirror of the
+checkpoints) where the database's writers cannot reach, e.g. a secrets mount and a second volume.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from precimed.errors import ConfigError
 
 DB_FILE = "precimed.db"
+AUDIT_KEY_FILE = "audit.key"
+AUDIT_CHECKPOINTS_FILE = "audit-checkpoints.jsonl"
 
 
 class ServiceSettings(BaseModel):
@@ -38,7 +45,21 @@ class ServiceSettings(BaseModel):
         default="FULL", description="SQLite fsync policy; FULL keeps every acknowledged audit record on power loss")
     migrate: bool = Field(default=True, description="run `alembic upgrade head` when the app is created")
     bundle_cache: int = Field(default=8, ge=1, description="loaded bundles kept in memory")
+    bundle_recheck_seconds: float = Field(default=30.0, ge=0, description="how often a loaded bundle's files are "
+                                          "re-checked (size and times; re-hashed when they moved); 0: every use")
     explain_top_k: int = Field(default=5, ge=1, le=50, description="contributing features per explained patient")
+    audit_key_file: Path | None = Field(default=None, description="the audit chain's HMAC key (created 0600 on "
+                                        "first start); default <registry>/audit.key. Keep it out of the database")
+    audit_checkpoints: Path | None = Field(default=None, description="append-only JSON-lines file of the chain's "
+                                           "genesis and signed checkpoints; default "
+                                           "<registry>/audit-checkpoints.jsonl")
+    audit_checkpoints_mirror: Path | None = Field(default=None, description="optional second checkpoint file "
+                                                  "(another volume or host mount), written alongside the first")
+    audit_checkpoint_every: int = Field(default=100, ge=1, le=1_000_000,
+                                        description="sign a checkpoint every N audit rows (and at start, on "
+                                        "verification and at shutdown)")
+    integrity_check_seconds: float = Field(default=60.0, ge=0, description="how long /readyz reuses the result "
+                                           "of the SQLite page check (PRAGMA quick_check); 0 checks every call")
 
     @property
     def database_url(self) -> str:
@@ -46,6 +67,18 @@ class ServiceSettings(BaseModel):
         if self.db_url:
             return self.db_url
         return f"sqlite:///{(Path(self.registry).resolve() / DB_FILE).as_posix()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the audit key lives (default: in the registry folder)."""
+        return Path(self.audit_key_file or Path(self.registry) / AUDIT_KEY_FILE).resolve()
+
+    @property
+    def audit_checkpoint_paths(self) -> tuple[Path, ...]:
+        """The checkpoint file, then its mirror if one is configured."""
+        main = Path(self.audit_checkpoints or Path(self.registry) / AUDIT_CHECKPOINTS_FILE).resolve()
+        mirror = self.audit_checkpoints_mirror
+        return (main,) if mirror is None else (main, Path(mirror).resolve())
 
     @classmethod
     def from_env(cls, registry: Path | str, db_url: str | None = None, **overrides: object) -> ServiceSettings:
@@ -57,6 +90,10 @@ class ServiceSettings(BaseModel):
             "max_body_bytes": os.environ.get("PRECIMED_MAX_BODY_BYTES"),
             "max_patients": os.environ.get("PRECIMED_MAX_PATIENTS"),
             "max_monitored_patients": os.environ.get("PRECIMED_MAX_MONITORED_PATIENTS"),
+            "audit_key_file": os.environ.get("PRECIMED_AUDIT_KEY_FILE"),
+            "audit_checkpoints": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS"),
+            "audit_checkpoints_mirror": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS_MIRROR"),
+            "audit_checkpoint_every": os.environ.get("PRECIMED_AUDIT_CHECKPOINT_EVERY"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
         if db_url:

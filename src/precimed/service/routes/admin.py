@@ -1,4 +1,6 @@
-"""Administration: tokens (created, listed, revoked) and audit verification. Admin role only."""
+"""Administration: tokens (created, listed, revoked) and audit verification. Admin role only.
+
+A token and the audit row that creates (or revokes) it are written in one transaction (TokenStore)."""
 
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ class TokenIn(BaseModel):
              response_model=TokenCreated, responses=ERRORS)
 def create_token(body: TokenIn, container: ContainerDep,
                  principal: Annotated[Principal, Depends(require("tokens"))]) -> TokenCreated:
-    token_id, token = container.tokens.create(body.role, body.label)
-    container.commit(principal, "token_create", detail={"token_id": token_id, "role": body.role})
+    container.ensure_storage()
+    token_id, token = container.tokens.create(body.role, body.label, actor=principal.token_id,
+                                              actor_role=principal.role)
+    container.metrics.audit_rows.inc()
     return TokenCreated(id=token_id, role=body.role, token=token)
 
 
@@ -40,13 +44,16 @@ def list_tokens(container: ContainerDep, _: Annotated[Principal, Depends(require
                responses=ERRORS)
 def revoke_token(token_id: Annotated[str, Path(max_length=32)], container: ContainerDep,
                  principal: Annotated[Principal, Depends(require("tokens"))]) -> TokenRevoked:
-    if not container.tokens.revoke(token_id):
+    container.ensure_storage()
+    if not container.tokens.revoke(token_id, actor=principal.token_id, actor_role=principal.role):
         raise ApiError(404, f"no active token {token_id!r}", field="token_id")
-    container.commit(principal, "token_revoke", detail={"token_id": token_id})
+    container.metrics.audit_rows.inc()
     return TokenRevoked(id=token_id, revoked=True)
 
 
-@router.get("/v1/audit/verify", summary="verify the audit chain (admin)", response_model=AuditVerification,
+@router.get("/v1/audit/verify", summary="verify the audit chain against its key and checkpoints, and stored "
+            "results, stages and tokens against the chain (admin)", response_model=AuditVerification,
             responses=ERRORS)
 def verify(container: ContainerDep, _: Annotated[Principal, Depends(require("audit"))]) -> AuditVerification:
+    """Every problem found, by kind (see precimed.service.audit); a clean chain is checkpointed."""
     return AuditVerification.model_validate(container.audit.verify().to_dict())

@@ -218,8 +218,9 @@ def rollback(name: str, body: RollbackIn, container: ContainerDep,
 def evaluate(name: str, body: EvaluateIn, container: ContainerDep,
              principal: Annotated[Principal, Depends(require("evaluate"))]) -> EvaluationOut:
     info = container.registry.resolve(name, body.version)
-    if Path(body.dataset).exists():  # only built-in cohorts: never a file on the server
-        raise ApiError(422, f"{body.dataset!r} must be a built-in cohort name", field="dataset")
+    cohorts = sorted(d.name for d in workflows.list_datasets())
+    if body.dataset not in cohorts:  # by name only: never a file on the server, never a probe of one
+        raise ApiError(422, f"dataset must be a built-in cohort: one of {', '.join(cohorts)}", field="dataset")
     # The bundle's config came from an upload: evaluate it in a child process under limits, one at a time.
     with tempfile.TemporaryDirectory() as tmp:
         try:
