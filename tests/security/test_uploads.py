@@ -332,7 +332,7 @@ def test_the_cli_refuses_the_same_factors_in_a_yaml_mapping(tmp_path, pima_bundl
 
 
 def test_evaluate_takes_cohort_names_only_and_answers_alike_for_existing_and_missing_server_files(
-        tmp_path, pima_bundles, monkeypatch):
+        tmp_path, pima_bundles, monkeypatch):  # noqa: F811
     """Before: a dataset naming a file that exists where the server runs got its own 422 and a missing one another
     answer, an oracle for which files the server has. Now every non-cohort name gets the one refusal."""
     svc = start(tmp_path, pima_bundles)

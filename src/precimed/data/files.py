@@ -116,6 +116,7 @@ def _require_unique_columns(names: list[Any], p: Path) -> None:
 def _read_delimited(p: Path, sep: str) -> pd.DataFrame:
     """Parse every row with the csv module (so a ragged row, a NUL or a huge field is named, never shifted)."""
     kind = "TSV" if sep == "\t" else "CSV"
+    csv.field_size_limit(MAX_CSV_FIELD)  # process-wide and raised by some libraries: set it for every read
     try:
         with p.open(newline="", encoding="utf-8-sig") as handle:
             header, rows, lines = _csv_rows(csv.reader(handle, delimiter=sep), p, kind)

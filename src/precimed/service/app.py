@@ -127,10 +127,10 @@ def _handlers(app: FastAPI) -> None:
 
     async def artifact(_: Request, exc: ArtifactError) -> JSONResponse:
         log.error("artifact check failed: %s", type(exc).__name__)
-        # `reason` names files inside the bundle only; str(exc) would add the server's folder
-        reason = getattr(exc, "reason", None)
-        detail = f" ({reason})" if reason else ""
-        return _error(503, f"model files failed verification; an administrator must check the registry{detail}")
+        # a BundleInvalid's `reason` names files inside the bundle only (its str() adds the server's folder); the
+        # registry's own errors name the model and version
+        reason = getattr(exc, "reason", None) or str(exc)
+        return _error(503, f"model files failed verification; an administrator must check the registry ({reason})")
 
     async def data_error(_: Request, exc: DataError) -> JSONResponse:
         return _error(422, str(exc), exc.column, rows=[str(r) for r in exc.rows])
