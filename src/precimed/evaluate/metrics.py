@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
+from scipy.optimize import brentq
 
 from precimed.errors import ConfigError, DataError
 
@@ -23,6 +24,11 @@ __all__ = ["binary_metrics", "multiclass_metrics", "regression_metrics", "undefi
 
 _NAN = float("nan")
 _P_CLIP = 1e-7
+# Newton (the calibration slope) stops when no coefficient moves by more than this. It sits above the
+# rounding floor of the step (about n * 1e-16 / (n * 1e-7) ≈ 1e-9 when p is clipped at 0 or 1), where a
+# tighter tolerance oscillated until it gave up with NaN. Separation (no finite MLE) still fails it: there
+# each step stays of order one while the coefficients diverge.
+_NEWTON_TOL = 1e-8
 
 _UNDEFINED_AS_NAN: ContextVar[bool] = ContextVar("precimed_undefined_as_nan", default=False)
 
@@ -90,7 +96,7 @@ def _binary_outcome(y: object, name: str = "y") -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)
         raise DataError(
-            f"{name} must be a binary outcome coded 0/1; found {arr[rows[0]]!r} in row {rows[0]} "
+            f"{name} must be a binary outcome coded 0/1; found {float(arr[rows[0]])!r} in row {rows[0]} "
             f"({rows.size} row(s) not 0/1).",
             column=name,
             rows=rows.tolist(),
@@ -105,7 +111,7 @@ def _probabilities(p: object, name: str = "p") -> np.ndarray:
     if bad.any():
         rows = np.flatnonzero(bad)
         raise DataError(
-            f"{name} must be probabilities in [0, 1]; found {arr[rows[0]]!r} in row {rows[0]}. "
+            f"{name} must be probabilities in [0, 1]; found {float(arr[rows[0]])!r} in row {rows[0]}. "
             "Pass predicted probabilities, not logits or scores.",
             column=name,
             rows=rows.tolist(),
@@ -150,40 +156,50 @@ def _bernoulli_loglik(y: np.ndarray, eta: np.ndarray) -> float:
     return float(np.dot(y, eta) - softplus.sum())
 
 
-def _logistic_fit(y: np.ndarray, lp: np.ndarray, *, fit_slope: bool, max_iter: int = 100) -> np.ndarray:
-    """Newton-Raphson for logit P(y=1) = a + b * lp (or a + lp as offset). NaNs when no finite MLE."""
-    design = np.column_stack([np.ones_like(lp), lp]) if fit_slope else np.ones((len(lp), 1))
-    offset = np.zeros_like(lp) if fit_slope else lp
-    beta = np.array([0.0, 1.0]) if fit_slope else np.array([0.0])
-    loglik = _bernoulli_loglik(y, offset + design @ beta)
+def _calibration_slope(y: np.ndarray, lp: np.ndarray, max_iter: int = 100) -> float:
+    """Newton-Raphson for b in logit P(y=1) = a + b * lp. NaN when no finite MLE (separation)."""
+    design = np.column_stack([np.ones_like(lp), lp])
+    beta = np.array([0.0, 1.0])
+    loglik = _bernoulli_loglik(y, design @ beta)
     for _ in range(max_iter):
-        eta = offset + design @ beta
-        mu = _expit(eta)
+        mu = _expit(design @ beta)
         grad = design.T @ (y - mu)
         hess = design.T @ (design * (mu * (1.0 - mu))[:, None])
         try:
             step = np.linalg.solve(hess, grad)
         except np.linalg.LinAlgError:
-            return np.full(beta.shape, np.nan)
+            return _NAN
         # step halving keeps the likelihood from decreasing on awkward starts
         for _ in range(30):
-            new_loglik = _bernoulli_loglik(y, offset + design @ (beta + step))
+            new_loglik = _bernoulli_loglik(y, design @ (beta + step))
             if new_loglik >= loglik - 1e-12:
                 break
             step = step / 2.0
+        else:
+            return _NAN  # no step along Newton's direction raises the likelihood: no maximum found
         beta = beta + step
         loglik = new_loglik
-        if np.max(np.abs(step)) < 1e-10:
-            return beta
-    return np.full(beta.shape, np.nan)  # no convergence: separation, the MLE does not exist
+        if np.max(np.abs(step)) < _NEWTON_TOL:
+            return float(beta[1])
+    return _NAN  # no convergence: separation, the MLE does not exist
+
+
+def _calibration_intercept(y: np.ndarray, lp: np.ndarray) -> float:
+    """a in logit P(y=1) = a + lp: the root of the score sum(y - expit(a + lp)), bracketed.
+
+    The score falls strictly from the number of events to minus the number of non-events, so with both
+    classes there is exactly one root, and as |lp| <= logit(1 - 1e-7) < 16.2 it lies inside (-64, 64).
+    Bracketing finds it where Newton cannot: when every p is 0 or 1 the curvature vanishes and Newton's
+    steps overshoot to infinity.
+    """
+    return float(brentq(lambda a: float(np.sum(y - _expit(a + lp))), -64.0, 64.0, xtol=1e-12))
 
 
 def _calibration(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
     pc = np.clip(p, _P_CLIP, 1.0 - _P_CLIP)
     lp = np.log(pc) - np.log1p(-pc)
-    slope = _NAN if np.ptp(lp) == 0 else float(_logistic_fit(y, lp, fit_slope=True)[1])
-    intercept = float(_logistic_fit(y, lp, fit_slope=False)[0])
-    return slope, intercept
+    slope = _NAN if np.ptp(lp) == 0 else _calibration_slope(y, lp)
+    return slope, _calibration_intercept(y, lp)
 
 
 def _ratio(num: float, den: float) -> float:
@@ -267,7 +283,7 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         rows = np.flatnonzero(bad)
         raise DataError(
             f"y must hold integer class codes 0..{k - 1} matching the {k} columns of proba; found "
-            f"{y[rows[0]]!r} in row {rows[0]}.",
+            f"{float(y[rows[0]])!r} in row {rows[0]}.",
             column="y",
             rows=rows.tolist(),
         )

@@ -8,6 +8,7 @@ Routes receive it typed through the `ContainerDep` dependency (precimed.service.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from precimed.errors import ArtifactError
 from precimed.service.audit import AuditChainError, AuditLog, stored_digests
 from precimed.service.auth import Principal, RateLimiter, TokenStore
 from precimed.service.checkpoints import CheckpointStore
@@ -23,6 +25,7 @@ from precimed.service.db import Base, Database, DatabaseUnavailable, describe, r
 from precimed.service.metrics import Metrics
 from precimed.service.registry import Registry, VersionInfo
 from precimed.service.settings import ServiceSettings
+from precimed.workflows.limited import EVALUATIONS, Limits
 from precimed.workflows.patients import Planner, RiskFn, VitalsMonitors, load_planner, vitals_risk_fn
 from precimed.workflows.privacy import service_key
 
@@ -64,6 +67,10 @@ class Container:
                 db.migrate()
             db.check()
             audit = open_audit(settings, db)
+            # one evaluation runner per service process: its limits are the settings of the app built last
+            EVALUATIONS.limits = Limits(wall_seconds=settings.evaluate_seconds,
+                                        cpu_seconds=math.ceil(settings.evaluate_seconds),
+                                        memory_bytes=settings.evaluate_memory_bytes)
             return cls(settings=settings, db=db, audit=audit,
                        registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache,
                                          verify_interval=settings.bundle_recheck_seconds),
@@ -151,12 +158,17 @@ class Container:
     def risk_fn(self, info: VersionInfo) -> RiskFn:
         """The learned vital-sign risk of a registered version (the last `bundle_cache` versions used are kept)."""
         key = (info.name, info.version, info.metadata_sha256)
+        self.registry.load(info)  # verified (and re-checked while served) like any prediction: 503 when tampered
         with self._lock:
             found = self._risk_fns.get(key)
             if found is not None:
                 self._risk_fns.move_to_end(key)
                 return found
-        found = vitals_risk_fn(info.bundle_dir)
+        try:
+            found = vitals_risk_fn(info.bundle_dir)
+        except ArtifactError as exc:  # name the version, never the server's folder
+            reason = getattr(exc, "reason", None) or "its files cannot be read"
+            raise ArtifactError(f"{info.name} v{info.version}: {reason}; refusing to serve it") from None
         with self._lock:
             found = self._risk_fns.setdefault(key, found)
             while len(self._risk_fns) > self.settings.bundle_cache:

@@ -4,7 +4,8 @@ Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no s
 file in the registry folder. `from_env` reads the few knobs an operator may want to change without code
 (PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS,
 PRECIMED_MAX_MONITORED_PATIENTS, and the audit trail's PRECIMED_AUDIT_KEY_FILE, PRECIMED_AUDIT_CHECKPOINTS,
-PRECIMED_AUDIT_CHECKPOINTS_MIRROR, PRECIMED_AUDIT_CHECKPOINT_EVERY).
+PRECIMED_AUDIT_CHECKPOINTS_MIRROR, PRECIMED_AUDIT_CHECKPOINT_EVERY, and the server-side evaluation's
+PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES).
 
 The audit key and checkpoint file default to the registry folder. That keeps a fresh install working, but an
 attacker who can write the folder can also read the key: in production put the key (and a mirror of the
@@ -58,6 +59,10 @@ class ServiceSettings(BaseModel):
     audit_checkpoint_every: int = Field(default=100, ge=1, le=1_000_000,
                                         description="sign a checkpoint every N audit rows (and at start, on "
                                         "verification and at shutdown)")
+    evaluate_seconds: float = Field(default=300.0, gt=0, le=86_400, description="wall and CPU time one "
+                                    "server-side evaluation of an uploaded bundle may use before it is killed (422)")
+    evaluate_memory_bytes: int = Field(default=8 * 2**30, ge=2**28, description="address space one server-side "
+                                       "evaluation may use before it is stopped (422)")
     integrity_check_seconds: float = Field(default=60.0, ge=0, description="how long /readyz reuses the result "
                                            "of the SQLite page check (PRAGMA quick_check); 0 checks every call")
 
@@ -94,6 +99,8 @@ class ServiceSettings(BaseModel):
             "audit_checkpoints": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS"),
             "audit_checkpoints_mirror": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS_MIRROR"),
             "audit_checkpoint_every": os.environ.get("PRECIMED_AUDIT_CHECKPOINT_EVERY"),
+            "evaluate_seconds": os.environ.get("PRECIMED_EVALUATE_SECONDS"),
+            "evaluate_memory_bytes": os.environ.get("PRECIMED_EVALUATE_MEMORY_BYTES"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
         if db_url:
