@@ -230,3 +230,21 @@ def test_records_without_any_column_are_refused(tmp_path):
     path = _write(tmp_path / "hollow.jsonl", "{}\n{}\n")
     with pytest.raises(DataError, match="the file has no columns"):
         read_table(path)
+
+
+@pytest.mark.parametrize("text", [
+    "id,age,sex\n1,50,F\n2,,M\n",                          # a missing number: floats
+    "\ufeffid,code\r\n1,007\r\n2,010\r\n",                  # byte-order mark, CRLF, leading-zero codes stay text
+    'id,note\n1,"a, quoted\nline"\n2,"say ""hi"""\n',       # quotes, separators and newlines inside a field
+    "id,x\n1,NA\n2,NaN\n3,null\n4,\n",                      # the four missing spellings: an all-missing column
+    "id,x\n1,1e3\n2,-0.5\n3,+7\n",                          # exponents and signs
+    "id,x\n\n1,a\n\n2,b\n",                                 # blank lines skipped
+    "id,x\n1,=HYPERLINK(1)\n2,é ü 漢\n",                    # text kept as written
+])
+def test_the_fast_csv_path_gives_the_same_frame_as_the_exact_one(tmp_path, text):
+    """A clean file goes through pyarrow, a file with a problem through the csv module: one frame either way."""
+    from precimed.data.files import _read_delimited_exact
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8"))
+    pd.testing.assert_frame_equal(read_table(path), _read_delimited_exact(path, ","))

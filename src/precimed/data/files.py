@@ -114,6 +114,61 @@ def _require_unique_columns(names: list[Any], p: Path) -> None:
 
 
 def _read_delimited(p: Path, sep: str) -> pd.DataFrame:
+    """A clean file through pyarrow's C++ reader (about 5x faster); any file it finds a problem in through the
+    csv module, which names the row and line of that problem. Both give the same frame for a clean file."""
+    columns = _read_delimited_fast(p, sep)
+    if columns is None:
+        return _read_delimited_exact(p, sep)
+    return pd.DataFrame({name: _infer_numbers(_text_column(cells), leading_zero=zero)
+                         for name, (cells, zero) in columns.items()})
+
+
+def _read_delimited_fast(p: Path, sep: str) -> dict[str, tuple[Any, bool]] | None:
+    """Every column as text, or None when the file needs the exact reader: a ragged row, a repeated or empty
+    header, no rows, text that is not UTF-8, a NUL byte, a field over the limit or a number too long to be one."""
+    import pyarrow as pa  # imported here: start-up of commands that read no CSV stays quick
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as handle:
+            header = next(csv.reader(handle, delimiter=sep), None)
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    if not header or len(set(header)) != len(header) or "" in header or "\x00" in "".join(header):
+        return None
+    ragged: list[object] = []
+
+    def on_invalid_row(row: object) -> str:
+        ragged.append(row)
+        return "skip"
+
+    try:
+        table = pa_csv.read_csv(
+            p, read_options=pa_csv.ReadOptions(use_threads=True),
+            parse_options=pa_csv.ParseOptions(delimiter=sep, newlines_in_values=True,
+                                              invalid_row_handler=on_invalid_row),
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowException, OSError):
+        return None
+    if ragged or table.num_rows == 0 or table.column_names != header:
+        return None
+    for column in table.columns:  # what the exact reader refuses: let it name the row and line
+        longest = pc.max(pc.utf8_length(column)).as_py()
+        if longest > MAX_CSV_FIELD or pc.any(pc.match_substring(column, "\x00")).as_py():
+            return None
+        if longest > MAX_CSV_DIGITS and pc.any(pc.match_substring_regex(column, _LONG_INTEGER.pattern)).as_py():
+            return None
+    # whether a present value has a leading zero ("007": a code, kept as text), computed in C++ not per cell
+    present = {name: pc.filter(table.column(name), pc.invert(pc.is_in(table.column(name),
+                                                                      pa.array(MISSING_TEXT)))) for name in header}
+    return {name: (table.column(name).to_numpy(zero_copy_only=False),
+                   bool(pc.any(pc.match_substring_regex(present[name], _LEADING_ZERO.pattern)).as_py()))
+            for name in header}
+
+
+def _read_delimited_exact(p: Path, sep: str) -> pd.DataFrame:
     """Parse every row with the csv module (so a ragged row, a NUL or a huge field is named, never shifted)."""
     kind = "TSV" if sep == "\t" else "CSV"
     csv.field_size_limit(MAX_CSV_FIELD)  # process-wide and raised by some libraries: set it for every read
@@ -196,17 +251,19 @@ def _text_column(cells: tuple[str, ...]) -> pd.Series:
     return series.where(~series.isin(MISSING_TEXT), np.nan)
 
 
-def _infer_numbers(column: pd.Series) -> pd.Series:
+def _infer_numbers(column: pd.Series, *, leading_zero: bool | None = None) -> pd.Series:
+    """Numbers when every present value is one and none has a leading zero (`leading_zero` when already known)."""
     present = column.dropna()
     if present.empty:
         return column.astype(float)
-    if present.str.match(_LEADING_ZERO).any():
+    if leading_zero if leading_zero is not None else present.str.match(_LEADING_ZERO).any():
         return column
     try:
-        pd.to_numeric(present)
+        numbers = pd.to_numeric(present)
     except (ValueError, TypeError):
         return column
-    return pd.to_numeric(column)
+    # parsed once; missing values come back as NaN (so integers with a gap become floats, as pandas does)
+    return numbers if len(numbers) == len(column) else numbers.reindex(column.index)
 
 
 def _not_utf8(p: Path, exc: UnicodeDecodeError) -> DataError:
