@@ -375,7 +375,8 @@ def registry_rollback(name: str = typer.Argument(...), registry: Path = REGISTRY
 
 
 @tokens_app.command("create")
-def tokens_create(registry: Path = REGISTRY, role: str = typer.Option(..., help="clinician, data_scientist or admin"),
+def tokens_create(registry: Path = REGISTRY,
+                  role: str = typer.Option(..., help="clinician, data_scientist, admin or auditor (read-only)"),
                   label: str = typer.Option("", help="a note on who holds it"), db: str | None = DB) -> None:
     """Create a token; it is printed once and stored only as a hash."""
     from precimed.service.cli_commands import tokens_create as run

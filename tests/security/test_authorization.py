@@ -3,7 +3,7 @@
 - a clinician pins the number of a version that was never promoted (predict, explain, plan, FHIR, vitals, model
   detail): 403, audited; staging and production versions work, and data scientists and admins may use any version;
 - a clinician reads another clinician's stored prediction or plan by id: 404, the same answer as a missing id;
-  admins (who hold the auditor's duties: there is no separate auditor role) read every one;
+  admins and the read-only auditor role read every one;
 - CDS discovery without a token lists nothing (no model names or versions);
 - a version number of 0, -1, 2**63, 2**64 or 10**30 on any route that takes one (path, query or body) is a 422
   naming the field, never a 500 from the database.
@@ -105,7 +105,8 @@ def test_a_clinician_reads_only_their_own_predictions_and_plans(two):
     items = [(f"/v1/predictions/{pred}", "prediction"), (f"/v1/plans/{plan.json()['id']}", "plan")]
     for url, kind in items:
         assert two.client.get(url, headers=mine).status_code == 200
-        assert two.client.get(url, headers=two.auth("admin")).status_code == 200  # the auditor's duty
+        assert two.client.get(url, headers=two.auth("admin")).status_code == 200
+        assert two.client.get(url, headers=two.auth("auditor")).status_code == 200  # read-only, reads all
         item_id = url.rsplit("/", 1)[1]
         stolen = two.client.get(url, headers=theirs)
         missing = two.client.get(url.replace(item_id, "f" * 32), headers=theirs)
@@ -113,6 +114,11 @@ def test_a_clinician_reads_only_their_own_predictions_and_plans(two):
         assert (missing.status_code, missing.json()["message"]) == (404, f"no {kind} {'f' * 32!r}")  # alike
         assert "patients" not in stolen.text.replace('"patients":[]', "")
         assert two.client.get(url, headers=two.auth("data_scientist")).status_code == 403
+    # the auditor scores nobody and changes nothing
+    assert two.client.post("/v1/models/pima-small/predict", json={"patients": [PATIENT]},
+                           headers=two.auth("auditor")).status_code == 403
+    assert two.client.post("/v1/models/pima-small/promote", json={"version": 1},
+                           headers=two.auth("auditor")).status_code == 403
     rows = two.container.audit.rows(limit=100_000)
     assert ("denied:read_prediction", "denied", 404) in [(r["action"], r["outcome"], r["status"]) for r in rows]
 

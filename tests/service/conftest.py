@@ -69,7 +69,7 @@ def start(tmp_path: Path, bundles: tuple[Path, Path], db_url: str | None = None,
     cli.registry_add(registry, bundles[0], fhir_mapping=MAPPING, db=db_url)
     cli.registry_promote(registry, "pima-small", 1, db=db_url)
     tokens, ids = {}, {}
-    for role in ("clinician", "data_scientist", "admin"):
+    for role in ("clinician", "data_scientist", "admin", "auditor"):
         ids[role], tokens[role] = cli.tokens_create(registry, role, label=f"test {role}", db=db_url)
     app = create_app(ServiceSettings(registry=registry, db_url=db_url, **settings))
     client = TestClient(app)

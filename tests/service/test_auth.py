@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from service.conftest import PATIENT, start
 
-ALL = {"clinician", "data_scientist", "admin"}
+ALL = {"clinician", "data_scientist", "admin", "auditor"}
 ROUTES = [  # method, path, json body, roles allowed
     ("GET", "/metrics", None, ALL),
     ("GET", "/v1/models", None, ALL),
@@ -24,16 +24,16 @@ ROUTES = [  # method, path, json body, roles allowed
     ("POST", "/v1/models/pima-small/rollback", {}, {"admin"}),
     ("POST", "/v1/models/pima-small/predict", {"patients": [PATIENT]}, {"clinician"}),
     ("POST", "/v1/models/pima-small/explain", {"patients": [{"glu": 1}]}, {"clinician"}),
-    ("GET", "/v1/predictions/abc", None, {"clinician", "admin"}),
+    ("GET", "/v1/predictions/abc", None, {"clinician", "admin", "auditor"}),
     ("POST", "/v1/plans", {"facts": {"age": 50}, "unknown_key": 1}, {"clinician"}),
-    ("GET", "/v1/plans/abc", None, {"clinician", "admin"}),
+    ("GET", "/v1/plans/abc", None, {"clinician", "admin", "auditor"}),
     ("POST", "/v1/vitals", {"observations": [{"patient_id": "w", "time": "bad"}]}, {"clinician"}),
     ("POST", "/v1/fhir/pima-small/predict", {"resourceType": "Bundle", "entry": []}, {"clinician"}),
     ("POST", "/cds-services/precimed-pima-small", {"hook": "x", "hookInstance": "1", "context": {}}, {"clinician"}),
     ("POST", "/v1/tokens", {"role": "nobody"}, {"admin"}),
     ("GET", "/v1/tokens", None, {"admin"}),
     ("DELETE", "/v1/tokens/tok_none", None, {"admin"}),
-    ("GET", "/v1/audit/verify", None, {"admin"}),
+    ("GET", "/v1/audit/verify", None, {"admin", "auditor"}),
 ]
 
 

@@ -583,8 +583,9 @@ def _frame_scale(df: pd.DataFrame, ids: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(col):
         _raise_rows(col.notna().to_numpy(), col, ids, "spo2_scale", "are true/false, not 1 or 2")
     x = pd.to_numeric(col.replace("", np.nan), errors="coerce").to_numpy(dtype=float)
-    bad = (np.isnan(x) & col.notna().to_numpy() & (col.astype(str).str.strip() != "").to_numpy()) | (
-        ~np.isnan(x) & (x != 1) & (x != 2))
+    text = col.astype(str).str.strip().str.lower()
+    blank = ((text == "") | (text == "nan")).to_numpy()  # as the scalar scorer: blank or "NaN" text is scale 1
+    bad = (np.isnan(x) & col.notna().to_numpy() & ~blank) | (~np.isnan(x) & (x != 1) & (x != 2))
     _raise_rows(bad, col, ids, "spo2_scale", "are neither 1 nor 2")
     return np.where(np.isnan(x), 1.0, x)
 

@@ -24,13 +24,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from precimed.privacy.vocabulary import _data, common_words, fold, is_medical, lexicon_names
+from precimed.privacy.vocabulary import (
+    ALLOW_RANK,
+    _data,
+    _ranked_words,
+    ambiguous_names,
+    common_words,
+    fold,
+    is_medical,
+    lexicon_names,
+    shipped_names,
+    zipf,
+)
 
 TOKEN = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*(?:-[^\W\d_]+(?:['\u2019][^\W\d_]+)*)*")
 _TITLE = re.compile(r"(?i:\b(?:dr|doctor|mr|mrs|ms|miss|mx|prof|professor|nurse|sister|rev|reverend|pastor|"
-                    r"sr|sra|dra|mme|mlle|herr|frau)\b\.?[ \t]+)")
+                    r"sr|sra|dra|mme|mlle|herr|frau|rn|lpn|crna|cna)\b\.?[ \t]+)")
 _CONTEXT = re.compile(
-    r"(?i:\b(?:patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|dictated\s+by|"
+    r"(?i:\b(?:name\s+given\s+as|known\s+as|patient(?:'s)?\s+name|name|patient|pt|signed\s+by|electronically\s+signed\s+by|dictated\s+by|"
     r"attending|resident|seen\s+by|spoke\s+(?:with|to)|talked\s+(?:with|to)|discussed\s+with|accompanied\s+by|"
     r"contact|pcp|met\s+with|seeing|saw|visited\s+by|reviewed\s+by|examined\s+by|evaluated\s+by|cosigned\s+by|"
     r"referred\s+by|brought\s+in\s+by|called\s+by|covered\s+by|per|caller|callback\s+from|"
@@ -40,12 +51,14 @@ _CONTEXT = re.compile(
     r"chaplain|emergency\s+contact|fellow|intern|physician|provider|surgeon|therapist|pharmacist|"
     r"social\s+worker|case\s+manager|nurse\s+practitioner|np|pa|landlord|employer|coworker|"
     r"next\s+of\s+kin|nok|hcp|proxy|named|called|aka|goes\s+by|dear|hi|hello|"
-    r"thanks|regards|sincerely|(?:from|to)(?=:)|mrn\s+for)\b)"
-    r"[ \t]*(?:(?:is|was|:|-|,)[ \t]*){0,2}")
-_CREDENTIAL = re.compile(r"(?:,[ \t]*|[ \t]+)(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PharmD|PhD|LCSW|CNA|APRN|MSW|LPN|"
-                         r"DDS|FNP|CRNP|DNP|MBBS|FRCP)\b")
+    r"thanks|regards|sincerely|(?:from|to)(?=:)|mrn\s+for|sponsor|case\s*worker|advocate|doula|midwife|"
+    r"named|nicknamed|husband's|wife's|son's|daughter's)\b)"
+    r"[ \t]*(?:(?:is|was|:|-|,|\(|\"|')[ \t]*){0,2}")
+_PARENTHESIS = re.compile(r"\([^()\n]{1,20}\)[ \t]*")  # "interpreter (somali) Faadumo"
+_CREDENTIAL = re.compile(r"(?:,[ \t]*|[ \t]+)(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|CNA|MSW|DDS|MBBS|FRCP|RD|OTR|DPT|CNM|"
+                         r"MPH|BSN|MSN|(?i:md|rn|np|pharmd|lcsw|licsw|lmsw|lpn|aprn|fnp|crnp|dnp|crna|lmft|psyd))\b")
 _AGE_AFTER = re.compile(r"[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{1,3}\s*-?\s*(?:years?|yrs?|yo|y/o|y\.o\.)\b"
-                        r"|,[ \t]*\d{1,3}[ \t]?(?:[MF]\b|yo\b|y/o|y\.o\.|years?\b|-year)"
+                        r"|,?[ \t]*\d{1,3}[ \t]?(?:[MF]\b|yo\b|y/o|y\.o\.|years?\b|-year)"
                         r"|[ \t]*\((?:pt|patient|the\s+patient)\)")
 _SUBJECT_VERB = re.compile(r"[ \t]+(?:has|had|is|was|says|said|reports|reported|states|stated|called|came|went|"
                            r"will|would|can|could|did|does|feels|felt|wants|wanted|asked|asks|lives|lived|died)\b")
@@ -53,7 +66,10 @@ _WORD_ENDING = re.compile(r"(?:ed|ing|ly|ness|tion|ment)$")  # lower-case verbs 
 _SAINT = re.compile(r"\b(?:St|Saint|Ste)\.?[ \t]+$")  # "St. Vincent's Hospital" is a place
 _INITIAL_GAP = re.compile(r"[ \t]+[A-Z]\.?[ \t]+")
 PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "la", "le", "van", "von", "der", "den", "ter", "y",
-                       "bin", "binti", "al", "el", "dos", "das", "st"})
+                       "bin", "binti", "bint", "ibn", "al", "el", "dos", "das", "st", "o", "mac", "mc", "ni", "nic",
+                       "ui", "ten", "vander", "abu", "ap", "dal", "degli", "af", "zu"})
+_NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Du|Da|La|Le|Van|Von|St|Fitz|Ben|Abu|El|Al)[A-Z]")
+_FUNCTION_WORD_ZIPF = 6.0  # "will", "may": a name after a context only when no lower-case word follows
 
 
 @dataclass(frozen=True)
@@ -66,15 +82,17 @@ class NameWords:
     stop: frozenset[str]
     eponyms: frozenset[str]
     heads: frozenset[str]
+    world_only: frozenset[str] = frozenset()  # lexicon names from names_world.yaml only (not names.yaml)
 
 
 @cache
 def name_words() -> NameWords:
     data = _data("names.yaml")
-    ambiguous = frozenset(fold(n) for n in (*data["ambiguous_first_names"], *data["ambiguous_last_names"]))
+    ambiguous = ambiguous_names()
     stop = frozenset(fold(w) for w in (*data["stop_words"], *data["institution_words"]))
     return NameWords(lexicon_names(), ambiguous, frozenset(fold(w) for w in data["lowercase_words"]), stop,
-                     frozenset(fold(w) for w in data["eponyms"]), frozenset(h.lower() for h in data["clinical_heads"]))
+                     frozenset(fold(w) for w in data["eponyms"]), frozenset(h.lower() for h in data["clinical_heads"]),
+                     lexicon_names() - shipped_names())
 
 
 @dataclass
@@ -110,24 +128,56 @@ def _classify(w: _Word, text: str, nw: NameWords, known: frozenset[str]) -> None
     if f in known and f not in PARTICLES:
         w.name_like = w.seed = True
         return
-    if f in nw.stop or len(f) < 2 or (f in nw.eponyms and _followed_by_head(text, w.end, nw)):
-        return
     if f in PARTICLES:
-        w.name_like = True  # "de la Cruz", "Nguyen Van An": inside a name, never a name alone
+        w.name_like = f not in nw.stop or w.text[0].isupper()  # "de la Cruz", "Ó Briain": inside a name only
+        return
+    if f in nw.stop or len(f) < 2 or (f in nw.eponyms and _followed_by_head(text, w.end, nw)):
         return
     saint = _SAINT.search(text, max(0, w.start - 8), w.start)
     lex = (f in nw.lexicon or f.replace("'", "") in nw.lexicon) and not saint
     if lex and w.case != "cap" and f in nw.lowercase_words:
-        lex = False
-        w.name_like = w.case != "lower"
+        w.name_like = True  # "rosa", "kim": a name beside a name or after a context, not alone
         return
-    w.name_like = lex or f in nw.ambiguous or not (f in common_words() or is_medical(f))
-    w.seed = lex
+    if _brand_like(w.text) and not lex:
+        return  # "ResMed", "AirSense": a product, not "McDonald" or "DeShawn"
+    ordinary = f in common_words() or is_medical(f)
+    w.name_like = lex or f in nw.ambiguous or not ordinary
+    w.seed = lex and not (w.case == "upper" and len(f) <= 3 and f in nw.world_only)  # "OSA", "EDD"
+
+
+def _brand_like(token: str) -> bool:
+    """A capital inside a word that is not a name prefix (Mc, Mac, O', De, La ...): a brand or an acronym."""
+    inner = [i for i, c in enumerate(token) if i and c.isupper()]
+    return bool(inner) and not token.isupper() and not _NAME_PREFIX.match(token) and "-" not in token
+
+
+@cache
+def _common_lower(folded: str) -> bool:
+    """A lower-case word that is an ordinary English word (the ``ALLOW_RANK`` most frequent, or its stem)."""
+    ranked = _ranked_words(ALLOW_RANK)
+    return any(stem in ranked for stem in _stems(folded))
+
+
+def _stems(f: str) -> set[str]:
+    """The word and its plausible stems (plural, past, -ing, -ly, -al): 'referrals' -> 'referral', 'refer'."""
+    out = {f}
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("d", ""), ("ing", ""),
+                         ("ing", "e"), ("ly", ""), ("ally", ""), ("er", ""), ("ers", ""), ("al", ""), ("rals", "")):
+        if f.endswith(suffix) and len(f) - len(suffix) >= 3:
+            out.add(f[:-len(suffix)] + repl)
+    return out
 
 
 def _followed_by_head(text: str, end: int, nw: NameWords) -> bool:
-    m = re.match(r"[\s-]*([A-Za-z']+)", text[end:end + 30])
+    """An eponym followed by a clinical head word ("Parkinson disease") or a score ("Katz 6/6", "Mallampati II")."""
+    rest = text[end:end + 30]
+    if _SCORE_AFTER.match(rest):
+        return True
+    m = re.match(r"[\s-]*([A-Za-z']+)", rest)
     return bool(m and m.group(1).lower() in nw.heads)
+
+
+_SCORE_AFTER = re.compile(r"(?:'s)?[ \t]*(?::[ \t]*)?(?:\d+(?:/\d+)?|(?:I{1,3}|IV|V)\b)")
 
 
 def _adjacent(text: str, a: _Word, b: _Word) -> bool:
@@ -152,21 +202,34 @@ def _mark_context_seeds(text: str, ws: list[_Word]) -> None:
     """Words right after a title or a name context, before a credential or an age statement."""
     after_title = _starts_after(_TITLE, text)
     after_context = _starts_after(_CONTEXT, text)
+    after_context |= {m.end() for start in list(after_context) if (m := _PARENTHESIS.match(text, start))}
     for i, w in enumerate(ws):
         rare = w.case != "lower" or w.seed or not _WORD_ENDING.search(w.folded)
         if w.start in after_title and w.folded not in name_words().stop and len(w.folded) > 1:
             if w.case != "lower" or (w.name_like and rare) or w.folded in name_words().lexicon:
                 w.name_like = w.seed = True
         elif w.start in after_context and w.folded not in PARTICLES and rare and (
-                w.name_like or _two_capitals(text, ws, i)):
+                w.name_like or _two_capitals(text, ws, i)) and not _function_word(text, ws, i) and not (
+                w.case == "lower" and not w.seed and w.folded not in name_words().ambiguous
+                and _common_lower(w.folded)):  # "pt prefers", "PT referral"
             w.name_like = w.seed = True
         if w.case == "cap" and w.name_like and not w.seed and _SUBJECT_VERB.match(text, w.end) and i > 0 \
                 and ws[i - 1].case == "lower" and text[ws[i - 1].end:w.start] == " ":
             w.seed = True  # "... reports that Leopold has had ..."
-        if w.case != "lower" and w.name_like and (_CREDENTIAL.match(text, w.end) or _AGE_AFTER.match(text, w.end)):
+        if (w.case != "lower" or (w.name_like and rare)) and w.name_like and (
+                _CREDENTIAL.match(text, w.end) or _AGE_AFTER.match(text, w.end)):
             w.seed = True
             if i > 0 and ws[i - 1].name_like and ws[i - 1].case != "lower" and _adjacent(text, ws[i - 1], w):
                 ws[i - 1].seed = True
+
+
+def _function_word(text: str, ws: list[_Word], i: int) -> bool:
+    """A very frequent word ("will", "may") followed by a lower-case word: "son will call", not a name."""
+    w = ws[i]
+    if w.case != "lower" or zipf(w.folded) < _FUNCTION_WORD_ZIPF or i + 1 >= len(ws):
+        return False
+    nxt = ws[i + 1]
+    return nxt.case == "lower" and text[w.end:nxt.start] == " "
 
 
 def _two_capitals(text: str, ws: list[_Word], i: int) -> bool:

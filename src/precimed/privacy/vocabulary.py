@@ -7,6 +7,9 @@
   A word in it is not taken for a name unless a rule says so; the allowlist mode keeps only such words.
 - :func:`medical_words` is ``medical_vocabulary.yaml`` (drugs, anatomy, abbreviations) plus words with
   a clinical suffix (-itis, -ectomy, -olol ...).
+- :func:`world_names` is ``names_world.yaml``: about 50,000 given names and surnames of many naming
+  traditions, derived from the person providers of the ``Faker`` package (MIT licence) by
+  :func:`build_world_names`; the ones that are also common English words are kept apart (ambiguous).
 - :func:`places` is ``places.yaml``: city and town names, folded.
 - :func:`number_value` reads numbers written as words ("ninety-two", "a hundred and one").
 """
@@ -46,12 +49,85 @@ def _data(name: str) -> dict:
 
 @cache
 def lexicon_names() -> frozenset[str]:
-    """Folded given names and surnames of ``names.yaml`` (not the ambiguous ones), with and without apostrophes."""
+    """Folded given names and surnames of ``names.yaml`` and ``names_world.yaml`` (not the ambiguous ones, nor
+    medical words), with and without apostrophes."""
     data = _data("names.yaml")
-    names = {fold(n) for n in (*data["first_names"], *data["last_names"])}
-    ambiguous = {fold(n) for n in (*data["ambiguous_first_names"], *data["ambiguous_last_names"])}
-    names -= ambiguous
+    shipped = {fold(n) for n in (*data["first_names"], *data["last_names"])}
+    names = (shipped | world_names()[0]) - ambiguous_names() - medical_words()
     return frozenset(names | {n.replace("'", "") for n in names})
+
+
+@cache
+def shipped_names() -> frozenset[str]:
+    """Folded given names and surnames written in ``names.yaml`` (the hand-made lexicon)."""
+    data = _data("names.yaml")
+    return frozenset(fold(n) for n in (*data["first_names"], *data["last_names"]))
+
+
+@cache
+def ambiguous_names() -> frozenset[str]:
+    """Folded names that are also ordinary words ("grace", "will", "mark"): names only beside a name or in a
+    name context. From ``names.yaml`` and the common-word part of ``names_world.yaml``."""
+    data = _data("names.yaml")
+    shipped = {fold(n) for n in (*data["first_names"], *data["last_names"])}
+    ambiguous = {fold(n) for n in (*data["ambiguous_first_names"], *data["ambiguous_last_names"])}
+    return frozenset(ambiguous | (world_names()[1] - shipped))
+
+
+@cache
+def world_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(names, ambiguous names) of ``names_world.yaml``, folded."""
+    data = _data("names_world.yaml")
+    names, ambiguous = frozenset(data["names"].split()), frozenset(data["ambiguous"].split())
+    inflected = frozenset(n for n in names | ambiguous if _inflected_word(n))  # "asks", "prefers"
+    return names - inflected, ambiguous - inflected
+
+
+def _inflected_word(folded: str) -> bool:
+    """An inflected form of a common English word ("asks" -> "ask"): a verb or plural, not a name."""
+    common = _ranked_words(COMMON_NAME_RANK)
+    for suffix, repl in (("s", ""), ("es", ""), ("ies", "y"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ly", "")):
+        if folded.endswith(suffix) and len(folded) - len(suffix) >= 3 and folded[:-len(suffix)] + repl in common:
+            return True
+    return False
+
+
+def build_world_names(path: str, *, ambiguous_rank: int = ALLOW_RANK) -> int:  # pragma: no cover - needs faker
+    """Write ``names_world.yaml`` from the person providers of ``Faker`` (needs ``pip install faker``; not a
+    run-time dependency): every Latin-script given name and surname of every locale, folded, split into the
+    ambiguous ones (among the 10,000 most frequent English words, or among the `ambiguous_rank` most frequent
+    with at most four letters: "kale", "ebb") and the rest. Returns the count."""
+    import importlib
+    import pkgutil
+
+    import faker
+    import faker.providers.person as person
+
+    found: set[str] = set()
+    for module in pkgutil.iter_modules(person.__path__):
+        provider = importlib.import_module(f"{person.__name__}.{module.name}").Provider
+        for attr in dir(provider):
+            value = getattr(provider, attr)
+            if ("first_" in attr or "last_" in attr) and not attr.startswith("_") and isinstance(value, (list, tuple,
+                                                                                                            dict)):
+                found |= {fold(part) for item in value if isinstance(item, str) for part in item.split()}
+    found = {n for n in found if re.fullmatch(r"[a-z]+(?:['-][a-z]+)*", n) and len(n) >= 2}
+    found -= medical_words()
+    common = _ranked_words(COMMON_NAME_RANK) | {w for w in _ranked_words(ambiguous_rank) if len(w) <= 4}
+    groups = {"names": sorted(found - common), "ambiguous": sorted(found & common)}
+    lines = [f"# Given names and surnames of many naming traditions, folded (accents dropped, lower case), for the",
+             f"# note de-identifier (precimed.privacy.note_names). Source: the person providers of every locale of",
+             f"# Faker {faker.VERSION} (https://github.com/joke2k/faker, MIT licence), Latin-script entries only,",
+             f"# written by precimed.privacy.vocabulary.build_world_names. `ambiguous`: names that are among the",
+             f"# {COMMON_NAME_RANK:,} most frequent English words (wordfreq), or among the {ambiguous_rank:,} with at most",
+             "# four letters: names only beside a name or in a name context.",
+             "name: precimed-world-names", f'version: "faker-{faker.VERSION}"']
+    for key, names in groups.items():
+        lines.append(f"{key}: >-")
+        lines += ["  " + " ".join(names[i:i + 14]) for i in range(0, len(names), 14)]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return len(found)
 
 
 @cache

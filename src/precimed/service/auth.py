@@ -7,6 +7,7 @@ and the audit trail use. Roles are disjoint on purpose (an administrator does no
                     only versions in staging or production
     data_scientist  register models, evaluate them (any version)
     admin           tokens, promotion and rollback, audit verification, read every stored prediction and plan
+    auditor         read only: audit verification and every stored prediction and plan (no scoring, no changes)
     (every role)    list models, read metrics
 """
 
@@ -25,7 +26,7 @@ from precimed.errors import ConfigError
 from precimed.service.audit import AuditLog
 from precimed.service.db import Database, TokenRow, utcnow
 
-ROLES = ("clinician", "data_scientist", "admin")
+ROLES = ("clinician", "data_scientist", "admin", "auditor")
 ALL = frozenset(ROLES)
 PERMISSIONS: dict[str, frozenset[str]] = {
     "models:read": ALL,
@@ -34,14 +35,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "explain": frozenset({"clinician"}),
     "plan": frozenset({"clinician"}),
     "vitals": frozenset({"clinician"}),
-    "results:read": frozenset({"clinician", "admin"}),
-    "results:read_all": frozenset({"admin"}),  # others' stored predictions and plans (admin is the auditor)
+    "results:read": frozenset({"clinician", "admin", "auditor"}),
+    "results:read_all": frozenset({"admin", "auditor"}),  # others' stored predictions and plans
     "versions:any": frozenset({"data_scientist", "admin"}),  # pin a version in neither staging nor production
     "register": frozenset({"data_scientist"}),
     "evaluate": frozenset({"data_scientist"}),
     "promote": frozenset({"admin"}),
     "tokens": frozenset({"admin"}),
-    "audit": frozenset({"admin"}),
+    "audit": frozenset({"admin", "auditor"}),
 }
 TOKEN_PREFIX = "pmd_"
 

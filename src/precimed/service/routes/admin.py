@@ -19,7 +19,7 @@ router = APIRouter(tags=["admin"])
 
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Literal["clinician", "data_scientist", "admin"]
+    role: Literal["clinician", "data_scientist", "admin", "auditor"]
     label: str = Field(default="", max_length=200, description="who or what the token is for (no patient data)")
 
 
