@@ -54,7 +54,7 @@ _CONTEXT = re.compile(
     r"thanks|regards|sincerely|(?:from|to)(?=:)|mrn\s+for|sponsor|case\s*worker|advocate|doula|midwife|"
     r"named|nicknamed|husband's|wife's|son's|daughter's)\b)"
     r"[ \t]*(?:(?:is|was|:|-|,|\(|\"|')[ \t]*){0,2}")
-_PARENTHESIS = re.compile(r"\([^()\n]{1,20}\)[ \t]*")  # "interpreter (somali) Faadumo"
+_PARENTHESIS = re.compile(r"\(?[^()\n]{1,20}\)[ \t]*")  # "interpreter (somali) Faadumo"
 _CREDENTIAL = re.compile(r"(?:,[ \t]*|[ \t]+)(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|CNA|MSW|DDS|MBBS|FRCP|RD|OTR|DPT|CNM|"
                          r"MPH|BSN|MSN|(?i:md|rn|np|pharmd|lcsw|licsw|lmsw|lpn|aprn|fnp|crnp|dnp|crna|lmft|psyd))\b")
 _AGE_AFTER = re.compile(r"[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{1,3}\s*-?\s*(?:years?|yrs?|yo|y/o|y\.o\.)\b"
@@ -69,6 +69,7 @@ PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "la", "le", "van"
                        "bin", "binti", "bint", "ibn", "al", "el", "dos", "das", "st", "o", "mac", "mc", "ni", "nic",
                        "ui", "ten", "vander", "abu", "ap", "dal", "degli", "af", "zu"})
 _NAME_PREFIX = re.compile(r"(?:Mc|Mac|O'|D'|De|Di|Du|Da|La|Le|Van|Von|St|Fitz|Ben|Abu|El|Al)[A-Z]")
+_MODALS = frozenset({"may", "will", "can", "must", "shall", "might", "would", "could", "should", "did", "does"})
 _FUNCTION_WORD_ZIPF = 6.0  # "will", "may": a name after a context only when no lower-case word follows
 
 
@@ -206,11 +207,12 @@ def _mark_context_seeds(text: str, ws: list[_Word]) -> None:
     for i, w in enumerate(ws):
         rare = w.case != "lower" or w.seed or not _WORD_ENDING.search(w.folded)
         if w.start in after_title and w.folded not in name_words().stop and len(w.folded) > 1:
-            if w.case != "lower" or (w.name_like and rare) or w.folded in name_words().lexicon:
+            if w.case != "lower" or (w.name_like and rare) or w.folded in name_words().lexicon | name_words().eponyms:
                 w.name_like = w.seed = True
         elif w.start in after_context and w.folded not in PARTICLES and rare and (
-                w.name_like or _two_capitals(text, ws, i)) and not _function_word(text, ws, i) and not (
-                w.case == "lower" and not w.seed and w.folded not in name_words().ambiguous
+                w.name_like or _two_capitals(text, ws, i) or w.folded in name_words().ambiguous
+        ) and not _function_word(text, ws, i) and not (
+                w.case == "lower" and w.folded not in name_words().ambiguous | name_words().lexicon
                 and _common_lower(w.folded)):  # "pt prefers", "PT referral"
             w.name_like = w.seed = True
         if w.case == "cap" and w.name_like and not w.seed and _SUBJECT_VERB.match(text, w.end) and i > 0 \
@@ -226,7 +228,8 @@ def _mark_context_seeds(text: str, ws: list[_Word]) -> None:
 def _function_word(text: str, ws: list[_Word], i: int) -> bool:
     """A very frequent word ("will", "may") followed by a lower-case word: "son will call", not a name."""
     w = ws[i]
-    if w.case != "lower" or zipf(w.folded) < _FUNCTION_WORD_ZIPF or i + 1 >= len(ws):
+    frequent = w.folded in _MODALS or zipf(w.folded) >= _FUNCTION_WORD_ZIPF
+    if w.case != "lower" or not frequent or i + 1 >= len(ws):
         return False
     nxt = ws[i + 1]
     return nxt.case == "lower" and text[w.end:nxt.start] == " "

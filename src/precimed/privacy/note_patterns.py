@@ -29,6 +29,7 @@ from precimed.privacy.vocabulary import (
 MONTHS = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
           r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
 MONTHS_I = rf"(?i:{MONTHS})"
+_MONTH_FULL = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
 STATES = (r"(?:AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
           r"NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|PR)")
 STATE_NAMES = (r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|"
@@ -39,7 +40,7 @@ STATE_NAMES = (r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecti
                r"Wisconsin|Wyoming|Puerto Rico)")
 STREET_SUFFIX = (r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|"
                  r"Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Row|Alley|Crescent|Close|Loop|Pike|"
-                 r"Turnpike|Plaza|Path|Run|Walk)")
+                 r"Turnpike|Plaza|Path|Run|Walk|Terr|Heights|Hts|Crescent|Cres|Mews|Gardens|Gdns|Green|Commons)")
 _UNIT = r"(?:apt|apartment|unit|suite|ste|flat|fl|floor|room|rm|bldg|building|lot|#|no)"
 _STREET_WORD = r"(?!(?i:and|or|the|with|to|at|on|in|of|for|by|from|pm|am|mg|mcg|mm|cm|ml|kg|mmhg|units?|tabs?|" \
                r"times|days?|weeks?|hours?|hrs?|min|beats|puffs|saw|seen|was|is|had|has|per|x)\b)" \
@@ -55,8 +56,8 @@ SSN_RE = r"\d{3}([-. ])\d{2}\1\d{4}"
 PHONE_RE = (r"(?:\+?1[ \t.\-/]?)?(?:\(\d{3}\)[ \t]?|\d{3}[ \t.\-/])\d{3}[ \t.\-/]\d{4}"
             r"(?:[ \t]*,?[ \t]*(?i:x|ext\.?|extension)[ \t]*\d{1,6})?")
 STREET_RE = (rf"\d{{1,6}}[A-Za-z]?(?:-\d{{1,5}})?[ \t]+(?:(?i:[NSEW]|north|south|east|west)\.?[ \t]+)?"
-             rf"(?:{_STREET_WORD}\.?[ \t]+){{1,3}}(?i:{STREET_SUFFIX})\b"
-             r"(?![ \t]*(?i:elevation|depression|segment|wave))\.?"
+             rf"(?:{_STREET_WORD}(?:(?<=\b[A-Z])\.)?[ \t]+){{1,3}}(?i:{STREET_SUFFIX})\b"
+             r"(?![ \t]*(?i:elevation|depression|segment|wave))\.?(?:[ \t]+(?:NE|NW|SE|SW|N|S|E|W)\b\.?)?"
              rf"(?:,?[ \t]*(?i:{_UNIT})\.?[ \t]*#?[ \t]*[\w-]*\d[\w-]*)?")
 CITY_STATE_ZIP_RE = (rf"(?:[A-Z][a-zA-Z]+[ \t]){{0,2}}[A-Z][a-zA-Z]+,[ \t]*(?:{STATES}|{STATE_NAMES})[ \t]+"
                      rf"\d{{5}}(?:-\d{{4}})?")
@@ -94,13 +95,14 @@ _ID_LABEL = (
     r"mbi|hicn|medicaid(?:[ \t]+(?:number|no\.?|id|#))?|licen[cs]e(?:[ \t]+(?:number|no\.?|#))?|"
     r"driver'?s[ \t]+licen[cs]e|dl|passport(?:[ \t]+(?:number|no\.?|#))?|SSN|social(?:[ \t]+security)?"
     r"(?:[ \t]+(?:number|no\.?|#))?|encounter(?:[ \t]+(?:number|no\.?|#))?|CSN|FIN|ID|VIN|vehicle"
-    r"(?:[ \t]+identification)?(?:[ \t]+(?:number|no\.?|id|#))?|licen[cs]e[ \t]+plate|"
+    r"(?:[ \t]+identification)?[ \t]+(?:number|no\.?|id|#)|licen[cs]e[ \t]+plate|"
     r"plate(?:[ \t]+(?:number|no\.?|#))?|"
     r"tag[ \t]+(?:number|no\.?|#)|registration(?:[ \t]+(?:number|no\.?|#))?|serial(?:[ \t]+(?:number|no\.?|#))?|"
     r"S/N|SN|device[ \t]+(?:id|serial|number|no\.?)|(?:pacemaker|implant|icd|pump|device)[ \t]+serial|NPI|DEA|"
     r"certificate(?:[ \t]+(?:number|no\.?|#))?|accession(?:[ \t]+(?:number|no\.?|#))?|"
     r"claim(?:[ \t]+(?:number|no\.?|#))?|"
-    r"case[ \t]+(?:number|no\.?|#)|badge(?:[ \t]+(?:number|no\.?|#))?|employee[ \t]+(?:id|number))(?![a-z]))")
+    r"case[ \t]+(?:number|no\.?|#)|badge(?:[ \t]+(?:number|no\.?|#))?|employee(?:[ \t]+(?:id|number))?|"
+    r"staff[ \t]+(?:id|number|no\.?|#)|emp[ \t]*(?:id|#|no\.?))(?![a-z]))")
 # an ID value: letters then digits, dashes inside, and up to two more upper-case chunks holding a digit ("XJH 884210")
 _ID_VALUE = (r"((?:[A-Za-z]{1,4}[ -]?)?[A-Za-z0-9]*\d[A-Za-z0-9]*(?:-[A-Za-z0-9]+)*"
              r"(?:[ ](?=[A-Z0-9]*\d)[A-Z0-9]+(?:-[A-Z0-9]+)*){0,2})")
@@ -115,11 +117,12 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("ID", re.compile(r"\b[1-9][A-Za-z][A-Za-z0-9]\d-?[A-Za-z][A-Za-z0-9]\d-?[A-Za-z]{2}\d{2}\b"), 0),  # Medicare MBI
     ("ID", re.compile(r"\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b"), 0),  # VIN
     ("PHONE", re.compile(rf"(?<![\w/.-]){PHONE_RE}(?![\w-])"), 0),
-    ("PHONE", re.compile(r"(?<![\w+])\+\d{1,3}[ \t.-]?\(?\d{1,4}\)?(?:[ \t.-]?\d{2,4}){2,4}(?![\w-])"), 0),
+    ("PHONE", re.compile(r"(?<![\w+])\+\d{1,3}[ \t.-]?(?:\(0\)[ \t]?)?\(?\d{1,4}\)?(?:[ \t.-]?\d{2,4}){2,4}(?![\w-])"),
+     0),
     ("PHONE", re.compile(r"(?i:\b(?:phone|tel|telephone|cell|mobile|pager|beeper|fax|call(?:ed)?|reach(?:ed)?[ \t]+at|"
                          r"contact(?:[ \t]+number)?|number|home|work|ph)\b)[^\d\n]{0,15}(?<![\d-])(\d{3}[-. ]\d{4}|"
                          r"\d{10,11})(?![\d-])"), 1),
-    ("PHONE", re.compile(r"(?<![\w\-./:])\d{3}-\d{4}(?![\w\-./]|[ \t]*(?i:mg|mcg|ml|units?|cells|iu|k)\b)"), 0),
+    ("PHONE", re.compile(r"(?<![\w\-./:])\d{3}-\d{4}(?![\w\-/]|\.\d|[ \t]*(?i:mg|mcg|ml|units?|cells|iu|k)\b)"), 0),
     ("PHONE", re.compile(r"(?i:\b(?:ext|extension)\.?[ \t]*#?[ \t]*\d{2,6}\b|\bx[ \t]?\d{4,5}\b)"), 0),
     ("PHONE", re.compile(SPELLED_DIGITS_RE), 0),
     ("DATE", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2})?)?\b"), 0),
@@ -142,9 +145,20 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("DATE", re.compile(rf"(?i:\b(?:on|since|from|until|till|by|before|after|monday|tuesday|wednesday|thursday|"
                         rf"friday|saturday|sunday|mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun),?[ \t]+)"
                         rf"((?i:the)[ \t]+(?:\d{{1,2}}(?i:st|nd|rd|th)|(?i:{DAY_ORDINAL_WORD})))\b"
-                        rf"(?=[ \t]*(?:[,.;:)]|$|\n|(?i:at|and|when|in|she|he|they|we)\b))"), 1),
+                        rf"(?=[ \t]*(?:[,.;:)?!]|$|\n|(?i:at|and|when|in|she|he|they|we)\b))"), 1),
+    ("DATE", re.compile(r"(?i:\b(?:mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun|monday|tuesday|wednesday|thursday|"
+                        r"friday|saturday|sunday),?[ \t]+)\d{1,2}/\d{1,2}(?![\d/])"), 0),
+    ("DATE", re.compile(rf"(?i:\b(?:early|mid|late|end[ \t]+of|beginning[ \t]+of)[ \t-]*)"
+                        rf"(?:{_MONTH_FULL}|{MONTHS})\b\.?(?:,?[ \t]+{_YEAR}\b)?"), 0),  # "mid-January 2025"
+    ("DATE", re.compile(rf"(?i:\b(?:in|since|during|until|till|through|thru|by|last|next|this|before|after|from)"
+                        rf"[ \t]+)({_MONTH_FULL}|(?i:january|february|april|july|september|october|november|"
+                        r"december))\b(?!['\u2019])"), 1),  # a month alone: "turned 90 in August"
     ("ADDRESS", re.compile(rf"\b{STREET_RE}(?:,?[ \t]+{CITY_STATE_ZIP_RE})?"), 0),
-    ("ADDRESS", re.compile(rf"\b{STREET_RE},[ \t]*([A-Z][a-zA-Z]+(?:[ \t][A-Z][a-zA-Z]+)?)\b(?![ \t]*:)"), 1),
+    ("ADDRESS", re.compile(rf"\b{STREET_RE},[ \t]*(?![A-Z]+\b[ \t]*(?:[.,;]|$))([A-Z][a-zA-Z]+(?:[ \t][A-Z][a-zA-Z]+)?)"
+                           r"\b(?![ \t]*:)", re.M), 1),
+    ("ADDRESS", re.compile(r"(?i:\b(?:on|near|at|off|along|corner[ \t]+of)[ \t]+)((?:[A-Z][a-z]+[ \t]){1,2}"
+                           r"(?:St|Ave|Rd|Blvd|Sq|Square|Street|Avenue|Road|Boulevard|Pl|Terr|Pkwy)\b\.?)"
+                           r"(?![ \t]*(?:Mary|John|Joseph|Luke|Francis|Vincent|Elizabeth|Jude)\b)"), 1),
     ("ADDRESS", re.compile(r"(?i:\bp\.?[ \t]?o\.?[ \t]*box[ \t]*#?[ \t]*\d+|\bpost[ \t]+office[ \t]+box[ \t]+\d+|"
                            r"\bpob[ \t]+\d+)\b"), 0),
     ("ADDRESS", re.compile(rf"\b{CITY_STATE_ZIP_RE}\b"), 0),
@@ -159,8 +173,11 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("AGE", re.compile(rf"(?<![\d.]){_AGE_N}(?=[ \t]?[MF]\b)"), 0),
     ("AGE", re.compile(rf"\b{_AGE_WORDS}(?={_YEARS_OLD})"), 0),
     ("AGE", re.compile(rf"(?i:\b(?:age[ds]?|aged|age[ \t]+of|turned|turns|turning)[ \t]*:?[ \t]*)({_AGE_WORDS})\b"), 1),
-    ("AGE", re.compile(r"(?i:\bin[ \t]+(?:his|her|their)[ \t]+(?:(?:early|mid|late)[ \t-]*)?"
-                       r"(nineties|'?90s|hundreds)\b)"), 1),
+    ("AGE", re.compile(r"(?i:\bin[ \t]+(?:his|her|their)[ \t]+((?:(?:early|mid|late)[ \t-]*)?"
+                       r"(?:nineties|'?90s|hundreds))\b)"), 1),
+    ("AGE", re.compile(rf"(?i:\b(?:pt|patient|she|he|who|resident)[ \t]+(?:is|was|now|turned|turns|is[ \t]+now)[ \t]+)"
+                       rf"({_AGE_N})\b(?![ \t]*(?:%|percent|mg|kg|lbs?|bpm|mmhg|/|\.\d|cm|mm|degrees|days|weeks|"
+                       r"months|minutes|hours|units|ml|in\b|inches|feet))"), 1),
     ("AGE", re.compile(r"(?i:\b(?:super)?(?:nonagenarian|centenarian)s?\b)"), 0),
     ("AGE", re.compile(rf"(?i:\b(?:is|was|now|be|turning)[ \t]+)({_AGE_WORDS})\b"
                        r"(?![ \t-]*(?:percent|%|mg|minutes))"), 1),
@@ -248,6 +265,8 @@ def _place_ok(ws: list[re.Match[str]], in_context: bool, common: frozenset[str])
         return True
     if not all(w.group()[0].isupper() for w in ws) or fold(ws[0].group()) in _eponyms():
         return False
+    if _HEAD_AFTER.match(text_after(ws[-1])):
+        return False  # "Boston bowel prep scale", "Ottawa ankle rules": a clinical term, not a place
     if len(ws) > 1:
         return True
     f = fold(ws[0].group())
@@ -276,6 +295,15 @@ def _eponyms() -> frozenset[str]:
     from precimed.privacy.note_names import name_words
 
     return name_words().eponyms
+
+
+_HEAD_AFTER = re.compile(r"(?:[ \t]+[A-Za-z]+){0,2}[ \t]+(?i:scale|score|criteria|classification|rules?|index|"
+                         r"protocol|questionnaire|grade|stage|staging)\b")
+
+
+def text_after(word: re.Match[str]) -> str:
+    """Up to 40 characters of the note after a matched word."""
+    return word.string[word.end():word.end() + 40]
 
 
 _NOT_PLACES = frozenset({"a", "an", "the", "his", "her", "their", "home", "here", "there", "our", "my", "assisted",

@@ -115,12 +115,12 @@ def build_world_names(path: str, *, ambiguous_rank: int = ALLOW_RANK) -> int:  #
     found -= medical_words()
     common = _ranked_words(COMMON_NAME_RANK) | {w for w in _ranked_words(ambiguous_rank) if len(w) <= 4}
     groups = {"names": sorted(found - common), "ambiguous": sorted(found & common)}
-    lines = [f"# Given names and surnames of many naming traditions, folded (accents dropped, lower case), for the",
-             f"# note de-identifier (precimed.privacy.note_names). Source: the person providers of every locale of",
+    lines = ["# Given names and surnames of many naming traditions, folded (accents dropped, lower case), for the",
+             "# note de-identifier (precimed.privacy.note_names). Source: the person providers of every locale of",
              f"# Faker {faker.VERSION} (https://github.com/joke2k/faker, MIT licence), Latin-script entries only,",
-             f"# written by precimed.privacy.vocabulary.build_world_names. `ambiguous`: names that are among the",
-             f"# {COMMON_NAME_RANK:,} most frequent English words (wordfreq), or among the {ambiguous_rank:,} with at most",
-             "# four letters: names only beside a name or in a name context.",
+             "# written by precimed.privacy.vocabulary.build_world_names. `ambiguous`: names that are among the",
+             f"# {COMMON_NAME_RANK:,} most frequent English words (wordfreq), or among the {ambiguous_rank:,}",
+             "# with at most four letters: names only beside a name or in a name context.",
              "name: precimed-world-names", f'version: "faker-{faker.VERSION}"']
     for key, names in groups.items():
         lines.append(f"{key}: >-")
