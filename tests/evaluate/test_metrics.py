@@ -318,6 +318,8 @@ SMALL_MULTICLASS = [
     ([0, 1, 2, 2, 0, 1], [0, 0, 2, 2, 2, 0], 3),
     ([0, 0, 1, 1, 2, 2], [0, 3, 1, 3, 2, 3], 4),     # class 3 predicted but absent from y: recall 0
     ([0, 0, 1, 1, 2, 2], [0, 0, 1, 2, 2, 2], 4),     # class 3 neither in y nor predicted: left out of macro
+    ([0, 0, 1, 2, 2, 0], [0, 0, 0, 2, 2, 0], 3),     # class 1 occurs once and is never predicted: counts as 0
+    ([0, 0, 1, 1, 2, 2], [0, 3, 1, 1, 2, 2], 4),     # class 3 predicted once, never in y: precision 0 counts
 ]
 
 
