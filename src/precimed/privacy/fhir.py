@@ -437,7 +437,8 @@ def _birth_date(value: str, ctx: _Context, shift: int, latest: date | None) -> s
     born = dt.parse_fhir_date(value)
     if born is not None and latest is not None and dt.age_in_years(born, latest) > 89:
         ctx.counts["birth_dates_top_coded_90_plus"] += 1
-        value = dt.top_coded_birth(latest).isoformat()
+        coded = dt.top_coded_birth(latest).isoformat()
+        value = coded[:len(value)] if len(value) in (4, 7) else coded  # a year (or year-month) stays one
     return ctx.date_value(value, shift, instant=False)
 
 
