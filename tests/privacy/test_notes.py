@@ -113,3 +113,127 @@ def test_clinical_words_are_not_phi(text):
 def test_allowlist_keeps_clinical_shorthand():
     text = "UA neg. peds f/u. ortho paged. Mallampati II. sacubitril/valsartan. Lewy body dementia."
     assert [text[s.start:s.end] for s in detect_phi(text, mode="allowlist")] == []
+
+
+# ------------------------------------------------------------ second blind set causes (issue 11, finding 3)
+def _exact(text, mode="strict"):
+    return {(s.kind, text[s.start:s.end]) for s in detect_phi(text, mode=mode)}
+
+
+@pytest.mark.parametrize(("text", "item"), [
+    # an initial before or after the name is part of its span
+    ("R. Castellanos, MD (fellow)", ("NAME", "R. Castellanos")),
+    ("Husband K. Senthilkumar asks for results", ("NAME", "K. Senthilkumar")),
+    ("ADEBISI O. (goes by Seun) 41M.", ("NAME", "ADEBISI O.")),
+    ("Pt HARTIGAN, WILLIAM J joined from home.", ("NAME", "HARTIGAN, WILLIAM J")),
+    ("Name: MacKenzie, Ross D.   DOB: 04/30/1971", ("NAME", "MacKenzie, Ross D.")),
+    # particles and stop-word surnames, double-barrelled names, honorifics, role in parentheses
+    ("son (known to family as Abu Omar) updated", ("NAME", "Abu Omar")),
+    ("-Lê Thị Thu, NP", ("NAME", "Lê Thị Thu")),
+    ("husband Wang Jun interpreting", ("NAME", "Wang Jun")),
+    ("Pt Pieter van der Berg 71M, Parkinson disease H&Y stage 2.", ("NAME", "Pieter van der Berg")),
+    ("concern: Autumn Reyes-Whitehorse was seen in clinic", ("NAME", "Autumn Reyes-Whitehorse")),
+    ("Photo taken by Summer (wound RN) at 14:10.", ("NAME", "Summer")),
+    ("Yamamoto Keiko, 58F. Staff call her Keiko-san.", ("NAME", "Keiko")),
+    ("Family (daughter Marcella Two Bulls) notified", ("NAME", "Marcella Two Bulls")),
+    ("Pt Winona Tsinajinnie, 94. Family notified.", ("AGE", "94")),
+])
+def test_names_with_initials_particles_and_tails(text, item):
+    assert item in _exact(text), _exact(text)
+
+
+@pytest.mark.parametrize(("text", "item"), [
+    ("TELEPHONE ENCOUNTER 12/01/2026 09:14", ("DATE", "12/01/2026")),  # an ID label no longer takes the "12"
+    ("Follow up w Dr Adewumi (PCP) 12/12 and cardiology Jan 2027.", ("DATE", "12/12")),
+    ("Photo taken 12/3 14:10.", ("DATE", "12/3")),
+    ("DOB: 9 de marzo de 1958", ("DATE", "9 de marzo de 1958")),
+    ("né le 1er mars 1950", ("DATE", "1er mars 1950")),
+    ("visiting until Christmas.", ("DATE", "Christmas")),
+    ("unit contact (787)5550199.", ("PHONE", "(787)5550199")),
+    ("surg resident paged, pgr 31442, at 0230.", ("PHONE", "31442")),
+    ("connected from 2601:1c2:4e00:9a0::1f, clinician", ("IP", "2601:1c2:4e00:9a0::1f")),
+    ("posted at facebook.com/ross.mackenzie.771 - asked", ("URL", "facebook.com/ross.mackenzie.771")),
+    ("interp #88417.", ("ID", "88417")),
+    ("Burlington VT 05401-4410.", ("ADDRESS", "05401-4410")),
+    ("rural rt: rural route 2, box 44, Hillsboro WV", ("ADDRESS", "rural route 2, box 44")),
+    ("home address Flat 3, 17 Bruntsfield Place, EH10 4HN, UK.", ("ADDRESS", "Flat 3, 17 Bruntsfield Place")),
+    ("home address Flat 3, 17 Bruntsfield Place, EH10 4HN, UK.", ("ADDRESS", "EH10 4HN")),
+    ("mail to K1A 0B1 Ottawa", ("ADDRESS", "K1A 0B1")),
+    ("verified: 12 Kościuszko Street, Chicopee", ("ADDRESS", "12 Kościuszko Street")),
+    ("2207 Westwood Blvd, #5, L.A. CA 90064", ("ADDRESS", "L.A.")),
+    ("mailing address PO Box 1187, Chinle AZ 86503", ("ADDRESS", "Chinle")),
+])
+def test_dates_phones_urls_ips_and_addresses_of_the_second_blind_set(text, item):
+    assert item in _exact(text), _exact(text)
+
+
+@pytest.mark.parametrize(("text", "place"), [
+    ("previously followed by dr von Hohenstein in Utrecht.", "Utrecht"),
+    ("Pt is a 39F from Kano, Nigeria, returned w fever.", "Kano"),
+    ("Brother from Galway visiting.", "Galway"),
+    ("travelling to Izmir and Kars for 6 wk.", "Kars"),
+    ("living w son in Astoria, Queens.", "Astoria"),
+])
+def test_the_gazetteer_finds_towns_in_a_place_context(text, place):
+    assert ("ADDRESS", place) in _exact(text), _exact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Hx thyroid nodule, Bethesda III on FNA.",          # an eponymous classification, not a place
+    "Old Denver shunt tied off.",
+    "Canadian CT head rule positive.",                  # "Canadian, TX" is a town; "CT" is a scan here
+    "travelling to Ghana for a wedding.",               # a country is not an ADDRESS
+    "The Mobile unit came by.",                         # a common word that is also a town
+    "Reference sent: https://www.cdc.gov/lyme/index.html (not pt specific).",
+    "apgars 8/9. pain 3/10. 2/2 volume overload. Grade 2/6 SEM.",
+    "2 WKS W DR. IBRAHIM",
+    "Repeat in 5 years pending path.",
+])
+def test_place_like_and_date_like_clinical_text_is_not_phi(text):
+    kinds = {k for k, piece in _exact(text) if piece not in ("IBRAHIM",)}
+    assert kinds <= {"NAME"} and not any(k in ("ADDRESS", "DATE", "URL") for k in kinds), _exact(text)
+
+
+@pytest.mark.parametrize("text", [
+    "mother w Hashimoto thyroiditis. Ortolani/Barlow neg.",
+    "no Courvoisier sign. Kerley B lines absent.",
+    "lap Nissen fundoplication. Lachman neg, McMurray + medial.",
+    "Veress entry at Palmer point. Dawn phenomenon vs Somogyi: 0300 glucose 142.",
+    "his Parkinson meds reviewed.",
+    "onc nurse navigator: see below.",
+    "Idioma: español. Acompañado.",
+])
+def test_eponyms_and_ordinary_words_are_not_names(text):
+    assert not any(kind == "NAME" for kind, _ in _exact(text)), _exact(text)
+
+
+def test_allowlist_mode_keeps_eponyms_and_the_larger_clinical_vocabulary():
+    text = "no Courvoisier sign; epigastric tenderness; bruit absent; commode at bedside; Kerley B lines."
+    assert not {piece for kind, piece in _exact(text, "allowlist") if kind == "OTHER"}
+
+
+def test_the_row_address_is_found_part_by_part():
+    from precimed.privacy.notes import known_from_row
+
+    known = known_from_row({"address": "RR 2 Box 44, Hillsboro, WV 24946"})
+    text = "lives in Hillsboro; zip 24946-1102."
+    found = {(s.kind, text[s.start:s.end]) for s in detect_phi(text, known=known)}
+    assert ("ADDRESS", "Hillsboro") in found and ("ADDRESS", "24946-1102") in found, found
+
+
+@pytest.mark.parametrize("unit", ["a-", "a.", "A. ", "a dot ", "a1:", "Dr Ab Cd Ef, ", "Christmas "])
+def test_adversarial_runs_take_linear_time(unit):
+    import time
+
+    detect_phi(unit * 50, mode="allowlist")  # load the word lists first
+
+    def best_of_three(text):
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            detect_phi(text, mode="allowlist")
+            runs.append(time.perf_counter() - start)
+        return min(runs)
+
+    small, large = (best_of_three(unit * (size // len(unit))) for size in (8_000, 16_000))
+    assert large <= 3.2 * small + 0.05, (small, large)  # quadratic would be 4x

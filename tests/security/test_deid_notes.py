@@ -52,6 +52,14 @@ def test_allowlist_mode_removes_at_least_as_much_as_strict_mode(held_out):
     assert allow["recall"] >= strict["recall"] and allow["predicted"] >= strict["predicted"]
 
 
+@pytest.mark.parametrize("name", ["adversarial_blind.txt", "adversarial_blind2.txt"])
+@pytest.mark.parametrize("mode", ["strict", "allowlist"])
+def test_the_blind_sets_stay_above_95_percent_recall_in_both_modes(name, mode):
+    # blind2 is a dev set since its first contact (0.879 strict recall then): this is a regression floor only
+    results = evaluate_labelled(load_labelled(DATA / name), mode)["ALL"]
+    assert results["recall"] >= 0.95 and results["precision"] >= (0.9 if mode == "strict" else 0.8), results
+
+
 # ----- one attack per category of finding 3 ------------------------------------------------------------------------
 ATTACKS = [
     ("name in lower case", "pt maria lopez seen today, stable.", "maria lopez"),

@@ -35,6 +35,7 @@ from precimed.privacy.vocabulary import (
     lexicon_names,
     shipped_names,
     zipf,
+    zipf_in,
 )
 
 TOKEN = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*(?:-[^\W\d_]+(?:['\u2019][^\W\d_]+)*)*")
@@ -52,11 +53,17 @@ _CONTEXT = re.compile(
     r"social\s+worker|case\s+manager|nurse\s+practitioner|np|pa|landlord|employer|coworker|"
     r"next\s+of\s+kin|nok|hcp|proxy|named|called|aka|goes\s+by|dear|hi|hello|"
     r"thanks|regards|sincerely|(?:from|to)(?=:)|mrn\s+for|sponsor|case\s*worker|advocate|doula|midwife|"
-    r"named|nicknamed|husband's|wife's|son's|daughter's)\b)"
+    r"named|nicknamed|husband's|wife's|son's|daughter's|aide|navigator|sitter|scribe|coordinator|liaison|"
+    r"volunteer|technician|tech|assistant|doula)\b)"
     r"[ \t]*(?:(?:is|was|:|-|,|\(|\"|')[ \t]*){0,2}")
 _PARENTHESIS = re.compile(r"\(?[^()\n]{1,20}\)[ \t]*")  # "interpreter (somali) Faadumo"
 _CREDENTIAL = re.compile(r"(?:,[ \t]*|[ \t]+)(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|CNA|MSW|DDS|MBBS|FRCP|RD|OTR|DPT|CNM|"
                          r"MPH|BSN|MSN|(?i:md|rn|np|pharmd|lcsw|licsw|lmsw|lpn|aprn|fnp|crnp|dnp|crna|lmft|psyd))\b")
+_ROLE_IN_PARENTHESES = re.compile(r"[ \t]*\((?:[A-Za-z]+[ \t]+){0,2}(?:RN|MD|NP|PA|PA-C|DO|LPN|CNA|MSW|LCSW|PT|OT|"
+                                  r"(?i:rn|md|np|nurse|doctor|resident|fellow|attending|interpreter|chaplain|"
+                                  r"aide|tech|therapist|pharmacist|social\s+worker))\)")
+_INITIAL_SKIP = re.compile(r"[A-Z]\.[ \t]*")  # "husband K. Senthilkumar": the context reaches past the initial
+_HONORIFIC = re.compile(r"-(?:san|sama|chan|kun|sensei|ssi|nim|ji|sahib|hanım|hanim|bey)$", re.I)
 _AGE_AFTER = re.compile(r"[ \t]+(?:is|was)[ \t]+an?[ \t]+\d{1,3}\s*-?\s*(?:years?|yrs?|yo|y/o|y\.o\.)\b"
                         r"|,?[ \t]*\d{1,3}[ \t]?(?:[MF]\b|yo\b|y/o|y\.o\.|years?\b|-year)"
                         r"|[ \t]*\((?:pt|patient|the\s+patient)\)")
@@ -84,6 +91,7 @@ class NameWords:
     eponyms: frozenset[str]
     heads: frozenset[str]
     world_only: frozenset[str] = frozenset()  # lexicon names from names_world.yaml only (not names.yaml)
+    shipped: frozenset[str] = frozenset()  # lexicon names of names.yaml
 
 
 @cache
@@ -93,7 +101,7 @@ def name_words() -> NameWords:
     stop = frozenset(fold(w) for w in (*data["stop_words"], *data["institution_words"]))
     return NameWords(lexicon_names(), ambiguous, frozenset(fold(w) for w in data["lowercase_words"]), stop,
                      frozenset(fold(w) for w in data["eponyms"]), frozenset(h.lower() for h in data["clinical_heads"]),
-                     lexicon_names() - shipped_names())
+                     lexicon_names() - shipped_names(), shipped_names())
 
 
 @dataclass
@@ -120,6 +128,9 @@ def words(text: str) -> list[_Word]:
         start, end, token = m.start(), m.end(), m.group()
         if len(token) > 3 and token[-2:].lower() in ("'s", "\u2019s"):
             end, token = end - 2, token[:-2]
+        honorific = _HONORIFIC.search(token)
+        if honorific and honorific.start() >= 2:
+            end, token = end - len(honorific.group()), token[:honorific.start()]  # "Keiko-san" is "Keiko"
         out.append(_Word(start, end, token, fold(token), _case(token)))
     return out
 
@@ -135,7 +146,7 @@ def _classify(w: _Word, text: str, nw: NameWords, known: frozenset[str]) -> None
     if f in nw.stop or len(f) < 2 or (f in nw.eponyms and _followed_by_head(text, w.end, nw)):
         return
     saint = _SAINT.search(text, max(0, w.start - 8), w.start)
-    lex = (f in nw.lexicon or f.replace("'", "") in nw.lexicon) and not saint
+    lex = (f in nw.lexicon or f.replace("'", "") in nw.lexicon or _hyphenated_name(w, nw)) and not saint
     if lex and w.case != "cap" and f in nw.lowercase_words:
         w.name_like = True  # "rosa", "kim": a name beside a name or after a context, not alone
         return
@@ -144,6 +155,25 @@ def _classify(w: _Word, text: str, nw: NameWords, known: frozenset[str]) -> None
     ordinary = f in common_words() or is_medical(f)
     w.name_like = lex or f in nw.ambiguous or not ordinary
     w.seed = lex and not (w.case == "upper" and len(f) <= 3 and f in nw.world_only)  # "OSA", "EDD"
+    if w.case == "lower" and f in nw.world_only and _common_lower_any(w.text.lower()):
+        w.seed = False  # "español", "esposa": a word of another language, not a name, unless in a name context
+    if (f in nw.eponyms or any(part in nw.eponyms for part in f.split("-"))) and f not in nw.shipped:
+        w.seed = False  # "his Parkinson meds", "Ortolani/Barlow neg": a name only with a title, context or name
+
+
+def _hyphenated_name(w: _Word, nw: NameWords) -> bool:
+    """A capitalized double-barrelled name with a lexicon part: "Reyes-Whitehorse" (not "Cheyne-Stokes")."""
+    parts = w.folded.split("-")
+    if len(parts) < 2 or w.case != "cap" or not all(p[:1].isalpha() for p in parts):
+        return False
+    if any(p in nw.eponyms for p in parts) or not all(c[:1].isupper() for c in w.text.split("-")):
+        return False
+    return any(p in nw.lexicon and p not in nw.ambiguous for p in parts)
+
+
+def _common_lower_any(folded: str) -> bool:
+    """An ordinary word in English or another language's frequency list (wordfreq es/pt/fr)."""
+    return any(zipf_in(folded, lang) >= 4.0 for lang in ("es", "pt", "fr"))
 
 
 def _brand_like(token: str) -> bool:
@@ -178,7 +208,9 @@ def _followed_by_head(text: str, end: int, nw: NameWords) -> bool:
     return bool(m and m.group(1).lower() in nw.heads)
 
 
-_SCORE_AFTER = re.compile(r"(?:'s)?[ \t]*(?::[ \t]*)?(?:\d+(?:/\d+)?|(?:I{1,3}|IV|V)\b)")
+# a score after an eponym ("Katz 6/6", "Mallampati II"), not an age ("van der Berg 71M")
+_SCORE_AFTER = re.compile(r"(?:'s)?[ \t]*(?::[ \t]*)?(?:\d+(?:/\d+)?(?![\d/])"
+                          r"(?![ \t]?(?:[MF]\b|yo\b|y/o|y\.o|years?\b|-year))|(?:I{1,3}|IV|V)\b)")
 
 
 def _adjacent(text: str, a: _Word, b: _Word) -> bool:
@@ -202,27 +234,53 @@ def _starts_after(regex: re.Pattern[str], text: str) -> set[int]:
 def _mark_context_seeds(text: str, ws: list[_Word]) -> None:
     """Words right after a title or a name context, before a credential or an age statement."""
     after_title = _starts_after(_TITLE, text)
+    after_title |= {m.end() for start in list(after_title) if (m := _INITIAL_SKIP.match(text, start))}
     after_context = _starts_after(_CONTEXT, text)
+    after_context |= {m.end() for start in list(after_context) if (m := _INITIAL_SKIP.match(text, start))}
     after_context |= {m.end() for start in list(after_context) if (m := _PARENTHESIS.match(text, start))}
+    nw = name_words()
     for i, w in enumerate(ws):
         rare = w.case != "lower" or w.seed or not _WORD_ENDING.search(w.folded)
         if w.start in after_title and w.folded not in name_words().stop and len(w.folded) > 1:
-            if w.case != "lower" or (w.name_like and rare) or w.folded in name_words().lexicon | name_words().eponyms:
-                w.name_like = w.seed = True
+            lexicon = any(w.folded in group for group in (nw.lexicon, nw.eponyms, nw.ambiguous, PARTICLES))
+            if w.case != "lower" or lexicon or (w.name_like and rare and not _common_lower(w.folded)):
+                w.name_like = w.seed = True  # "dr saperstein", not "nurse navigator"
+                _capitalized_tail(text, ws, i)
         elif w.start in after_context and w.folded not in PARTICLES and rare and (
                 w.name_like or _two_capitals(text, ws, i) or w.folded in name_words().ambiguous
         ) and not _function_word(text, ws, i) and not (
-                w.case == "lower" and w.folded not in name_words().ambiguous | name_words().lexicon
+                w.case == "lower" and w.folded not in nw.ambiguous and w.folded not in nw.lexicon
                 and _common_lower(w.folded)):  # "pt prefers", "PT referral"
             w.name_like = w.seed = True
+            _capitalized_tail(text, ws, i)
         if w.case == "cap" and w.name_like and not w.seed and _SUBJECT_VERB.match(text, w.end) and i > 0 \
                 and ws[i - 1].case == "lower" and text[ws[i - 1].end:w.start] == " ":
             w.seed = True  # "... reports that Leopold has had ..."
         if (w.case != "lower" or (w.name_like and rare)) and w.name_like and (
-                _CREDENTIAL.match(text, w.end) or _AGE_AFTER.match(text, w.end)):
+                _CREDENTIAL.match(text, w.end) or _AGE_AFTER.match(text, w.end)
+                or _ROLE_IN_PARENTHESES.match(text, w.end)):
             w.seed = True
             if i > 0 and ws[i - 1].name_like and ws[i - 1].case != "lower" and _adjacent(text, ws[i - 1], w):
                 ws[i - 1].seed = True
+
+
+_TAIL_END = re.compile(r"[ \t]*(?:[,;.)]|$)", re.M)
+
+
+def _capitalized_tail(text: str, ws: list[_Word], i: int) -> None:
+    """Up to two capitalized words right after a name found from its context, ending at a comma, a period
+    or a parenthesis, belong to it ("daughter Marcella Two Bulls)", "Joseph Little Thunder,")."""
+    tail = []
+    for j in range(i + 1, min(i + 3, len(ws))):
+        w = ws[j]
+        if w.case != "cap" or text[ws[j - 1].end:w.start] != " " or w.folded in name_words().stop \
+                or is_medical(w.folded) or w.folded in name_words().eponyms:
+            break
+        tail.append(w)
+    while tail and not _TAIL_END.match(text, tail[-1].end):
+        tail.pop()
+    for w in tail:
+        w.name_like = True
 
 
 def _function_word(text: str, ws: list[_Word], i: int) -> bool:
@@ -281,23 +339,59 @@ def name_spans(text: str, known: Iterable[str] = ()) -> list[tuple[int, int]]:
     for w in ws:
         _classify(w, text, nw, known_set)
     _mark_context_seeds(text, ws)
+    _stop_word_surnames(text, ws, nw)
     found = _named_runs(text, ws)
     # a word found as a name once is a name wherever else it appears in the note
     again = {w.folded for run in found for w in run if w.folded not in PARTICLES and len(w.folded) > 2
              and w.folded not in common_words() and w.folded not in nw.ambiguous}
     if again:
         for w in ws:
-            if w.folded in again and not w.seed:
+            if w.folded in again and not w.seed and not (w.case == "lower" and _common_lower(w.folded)):
                 w.name_like = w.seed = True
         found = _named_runs(text, ws)
-    return [(run[0].start, run[-1].end) for run in found]
+    return [_with_initials(text, run[0].start, run[-1].end, run) for run in found]
+
+
+_INITIAL_BEFORE = re.compile(r"(?<![\w.])[A-Z]\.[ \t]?$")
+_INITIAL_AFTER = re.compile(r"[ \t]+[A-Z](?:\.|(?=[ \t]*(?:[,;)\n]|$)))")
+_INITIAL_AFTER_CAPS = re.compile(r"[ \t]+[A-Z]\b\.?(?!['\w])")
+
+
+def _with_initials(text: str, start: int, end: int, run: list[_Word]) -> tuple[int, int]:
+    """A name's span with the initial written before it ("R. Castellanos") or after it ("ADEBISI O.",
+    "MacKenzie, Ross D."; without a dot after a surname-first or all-capitals name: "HARTIGAN, WILLIAM J")."""
+    before = _INITIAL_BEFORE.search(text, max(0, start - 3), start)
+    if before:
+        start = before.start()
+    caps = all(w.case == "upper" for w in run) or "," in text[run[0].end:run[-1].start]
+    after = (_INITIAL_AFTER_CAPS if caps else _INITIAL_AFTER).match(text, end)
+    if after:
+        end = after.end()
+    return start, end
+
+
+def _leading_particle(run: list[_Word]) -> bool:
+    """A capitalized particle before a capitalized name word is part of the name: "Abu Omar", "De Souza"."""
+    return len(run) > 1 and run[0].case == "cap" and run[1].case == "cap"
+
+
+def _stop_word_surnames(text: str, ws: list[_Word], nw: NameWords) -> None:
+    """A capitalized stop word that is also a lexicon name, right after a name and not before a number,
+    is part of it: "Wang Jun", "Lê Thị Thu" (not "Jun 12", "Thu 3pm")."""
+    for i in range(1, len(ws)):
+        w, prev = ws[i], ws[i - 1]
+        name = w.folded in nw.stop and (w.folded in nw.lexicon or w.folded in nw.ambiguous)
+        if name and w.case in ("cap", "upper") and w.case == prev.case and prev.name_like \
+                and text[prev.end:w.start] == " " and not re.match(r"[ \t]*[\d:]", text[w.end:w.end + 3]):
+            w.name_like = True
+            w.seed = w.seed or prev.seed
 
 
 def _named_runs(text: str, ws: list[_Word]) -> list[list[_Word]]:
     """Runs of name-like words that hold a seed (particles at either end are not part of the name)."""
     out = []
     for run in _runs(text, ws):
-        while run and run[0].folded in PARTICLES and not run[0].seed:
+        while run and run[0].folded in PARTICLES and not run[0].seed and not _leading_particle(run):
             run = run[1:]
         while run and run[-1].folded in PARTICLES and not run[-1].seed:
             run = run[:-1]

@@ -8,7 +8,7 @@ phrases), URL and IP; in the allowlist mode also OTHER (a word outside the allow
 - ``mode="strict"`` (default): the patterns of :mod:`precimed.privacy.note_patterns` and the names of
   :mod:`precimed.privacy.note_names` (lexicon, titles, contexts, credentials, in any case and script).
 - ``mode="allowlist"`` (Philter-style): the strict spans, plus every word that is not on the allowlist
-  (the 30,000 most frequent English words of ``wordfreq`` less the name lexicon, the shipped medical
+  (the 60,000 most frequent English words of ``wordfreq`` less the name lexicon, the shipped medical
   vocabulary, stop words, and short capitalised abbreviations). Higher recall, lower precision.
 
 The structured columns of the note's own row (the patient's name, phone, e-mail, MRN, SSN ...) are
@@ -57,9 +57,18 @@ from precimed.privacy.note_patterns import (
     age_over_89,
     ambiguous_lowercase_month,
     place_spans,
+    reference_url,
+    score_before,
     valid_numeric_date,
 )
-from precimed.privacy.vocabulary import ALLOW_RANK, _ranked_words, fold, is_medical, lexicon_names, number_value
+from precimed.privacy.vocabulary import (
+    ALLOWLIST_MODE_RANK,
+    _ranked_words,
+    fold,
+    is_medical,
+    lexicon_names,
+    number_value,
+)
 
 PHI_TYPES = ("NAME", "DATE", "PHONE", "EMAIL", "ID", "ADDRESS", "AGE", "URL", "IP", "OTHER")
 NotesMode = Literal["strict", "allowlist"]
@@ -158,15 +167,33 @@ def _add_value(text: str, names: set[str], patterns: list[tuple[str, re.Pattern[
             if len(variant) >= 4:
                 patterns.append((kind, re.compile(r"(?<![\dA-Za-z])" + r"[\W_]{0,3}".join(variant) + r"(?!\d)")))
     elif digits:
-        words = [re.escape(w) for w in re.findall(r"\w+", text)]
-        patterns.append(("ADDRESS" if len(words) > 1 else "ID",
-                         re.compile(r"(?i:(?<!\w)" + r"[\W_]{1,3}".join(words) + r"(?!\w))")))
+        words = re.findall(r"\w+", text)
+        patterns.append(("ADDRESS" if len(words) > 1 else "ID", _words_pattern(words)))
+        if len(words) > 1:
+            _add_address_parts(text, patterns)
     else:
         stop = name_words().stop
         for m in TOKEN.finditer(text):
             f = fold(m.group())
             if len(f) >= 2 and f not in PARTICLES and f not in stop:
                 names.add(f)
+
+
+def _words_pattern(words: list[str]) -> re.Pattern[str]:
+    """Words in order, any case, with up to three separators between them; a ZIP code may carry its +4."""
+    zip4 = r"(?:-\d{4})?" if re.fullmatch(r"\d{5}", words[-1]) else ""
+    return re.compile(r"(?i:(?<!\w)" + r"[\W_]{1,3}".join(re.escape(w) for w in words) + zip4 + r"(?!\w))")
+
+
+def _add_address_parts(text: str, patterns: list[tuple[str, re.Pattern[str]]]) -> None:
+    """Each comma-separated part of a structured address (street, town, "VT 05401") is found on its own;
+    a two-letter state alone is not."""
+    for part in text.split(","):
+        words = re.findall(r"\w+", part)
+        if words and not (len(words) == 1 and len(words[0]) <= 2):
+            patterns.append(("ADDRESS", _words_pattern(words)))
+        if len(words) == 2 and re.fullmatch(r"[A-Za-z]{2}", words[0]) and re.fullmatch(r"\d{5}", words[1]):
+            patterns.append(("ADDRESS", _words_pattern(words[1:])))  # the ZIP code without its state
 
 
 def _email_pattern(text: str) -> re.Pattern[str]:
@@ -195,10 +222,25 @@ def detect_phi(text: str, *, known: KnownIdentifiers | None = None, mode: NotesM
     candidates += [Span(a, b, "ADDRESS") for a, b in place_spans(text)]
     if known:
         candidates += [Span(m.start(), m.end(), kind) for kind, regex in known.patterns for m in regex.finditer(text)]
-    candidates += [Span(a, b, "NAME") for a, b in name_spans(text, known.names if known else ())]
+    names = name_spans(text, known.names if known else ())
+    candidates += [Span(a, b, "NAME") for a, b in names]
+    candidates += _ages_after_names(text, names)
     if mode == "allowlist":
         candidates += _outside_allowlist(text)
     return _resolve(candidates)
+
+
+_AGE_AFTER_NAME = re.compile(r",[ \t]*(9\d|1[0-2]\d)(?=[ \t]*(?:[.,;)]|$)|[ \t]*(?:yo|y/o|y\.o\.)\b)", re.M)
+
+
+def _ages_after_names(text: str, names: list[tuple[int, int]]) -> list[Span]:
+    """An age of 90 or more written right after a name: "Winona Tsinajinnie, 94."."""
+    out = []
+    for _, end in names:
+        m = _AGE_AFTER_NAME.match(text, end)
+        if m:
+            out.append(Span(m.start(1), m.end(1), "AGE"))
+    return out
 
 
 def _pattern_spans(text: str) -> list[Span]:
@@ -209,7 +251,7 @@ def _pattern_spans(text: str) -> list[Span]:
             if a < 0 or a == b:
                 continue
             piece = text[a:b]
-            if not _plausible(kind, piece):
+            if not _plausible(kind, piece) or (kind == "DATE" and "/" in piece and score_before(text, a)):
                 continue
             if kind == "URL":
                 while b > a and text[b - 1] in ".,;:":
@@ -227,6 +269,10 @@ def _plausible(kind: str, piece: str) -> bool:
             c.isdigit() for c in piece) >= 2
     if kind == "AGE":
         return age_over_89(piece)
+    if kind == "IP" and ":" in piece:
+        return piece.count(":") >= 3 or piece in ("::1",)
+    if kind == "URL":
+        return not reference_url(piece)
     if kind == "PHONE" and re.search(r"[a-z]", piece, re.I) and not re.search(r"(?i)x|ext", piece):
         return sum(w.lower() in _DIGIT_NAMES for w in re.findall(r"[A-Za-z]+", piece)) >= 3  # spelled-out digits
     return True
@@ -238,7 +284,7 @@ _DIGIT_NAMES = frozenset(["zero", "oh", "one", "two", "three", "four", "five", "
 @cache
 def _allowlist() -> frozenset[str]:
     nw = name_words()
-    return (_ranked_words(ALLOW_RANK) - lexicon_names()) | nw.stop | nw.eponyms
+    return (_ranked_words(ALLOWLIST_MODE_RANK) - lexicon_names()) | nw.stop | nw.eponyms
 
 
 _ROMAN = re.compile(r"(?i:[ivxlc]+)")
@@ -261,6 +307,8 @@ def _allowed(word: str) -> bool:
     f = fold(word)
     if len(f) <= 2 or _ROMAN.fullmatch(f) or number_value(f) is not None:
         return True
+    if f in name_words().eponyms:
+        return True  # "Courvoisier", "Kerley": a name with a title or beside a name is found by the strict rules
     if f in lexicon_names():
         return False
     if (word.isupper() and len(word) <= 5) or (not word.islower() and not word.istitle() and len(word) <= 6):

