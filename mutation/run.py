@@ -50,9 +50,10 @@ MODULES: tuple[Module, ...] = (
     Module("dates", "src/precimed/privacy/dates.py",
            ("tests/privacy/test_dates_and_safe_harbor.py", "tests/security/test_branches_privacy.py")),
     Module("pgx", "src/precimed/planning/pgx.py",
-           ("tests/planning/test_pgx.py", "tests/planning/test_pgx_branches.py")),
+           ("tests/planning/test_pgx.py", "tests/planning/test_pgx_branches.py",
+            "tests/planning/test_pgx_mutants.py")),
     Module("audit", "src/precimed/service/audit.py",
-           ("tests/service/test_audit.py", "tests/security/test_audit_chain.py")),
+           ("tests/service/test_audit_unit.py",)),
 )
 
 PYPROJECT = """\
