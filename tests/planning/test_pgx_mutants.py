@@ -372,3 +372,20 @@ def test_warfarin_with_an_indeterminate_gene_notes_the_unknown_term_and_with_non
         "warfarin", ("CYP2C9", "VKORC1"), {"CYP2C9": "Indeterminate", "VKORC1": "Indeterminate"}, None, None,
         "No genotype-guided recommendation: CYP2C9 indeterminate; VKORC1 indeterminate", None, WARFARIN,
         {"CYP2C9": "", "VKORC1": ""}, ("CYP2C9 indeterminate", "VKORC1 indeterminate"))
+
+
+def test_the_recommendation_table_has_the_shape_the_engine_relies_on():
+    """Six equivalent mutants in mutation/equivalent.toml are equivalent only because of this shape: every gene of
+    every drug has its own phenotype table, and a drug decided by the more severe of two genes lists only phenotypes
+    the engine can rank. A table edit that breaks it fails here, not silently in a plan."""
+    from precimed.planning.pgx import _SEVERITY, _recommendation_table
+
+    for drug, entry in _recommendation_table()["drugs"].items():
+        assert entry["genes"], drug
+        if "any_result" in entry:  # one recommendation for any result (warfarin: the dosing algorithm)
+            continue
+        for gene in entry["genes"]:
+            assert isinstance(entry.get(gene), dict) and entry[gene], f"{drug}: no table for {gene}"
+        if len(entry["genes"]) > 1 and "both_intermediate" in entry:
+            for gene in entry["genes"]:
+                assert set(entry[gene]) <= set(_SEVERITY), f"{drug}/{gene}: a phenotype the engine cannot rank"
