@@ -237,3 +237,58 @@ def test_adversarial_runs_take_linear_time(unit):
 
     small, large = (best_of_three(unit * (size // len(unit))) for size in (8_000, 16_000))
     assert large <= 3.2 * small + 0.05, (small, large)  # quadratic would be 4x
+
+
+# ------------------------------------------------------------ allowlist mode: Philter-style rules (issue 11, finding 3)
+def _redacted(text, mode="allowlist"):
+    return [text[s.start:s.end] for s in detect_phi(text, mode=mode)]
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("pt seen today with her sister mbali qorvesh, stable.", "qorvesh"),     # unknown name, lower case
+    ("came in with xhoana pėrkalaitė this am.", "pėrkalaitė"),               # diacritics, lower case
+    ("visiting from tlaquepaque until friday.", "tlaquepaque"),              # a town in lower case
+    ("Discussed plan with Grace and Hope at bedside.", "Grace"),             # common-word names mid-sentence
+    ("Discussed plan with Grace and Hope at bedside.", "Hope"),
+    ("Grace called back about the results.", "Grace"),                       # at a sentence start, before a verb
+    ("Lives in Salt Lake City with her son.", "Salt Lake City"),             # a multi-word place of common words
+    ("plate 7XKR221 and device 4471-AB-2290 noted.", "7XKR221"),             # odd ID formats
+    ("plate 7XKR221 and device 4471-AB-2290 noted.", "4471-AB-2290"),
+    ("seen 12/3, back on the 4th.", "12/3"),                                 # date shapes
+    ("seen 12/3, back on the 4th.", "4th"),
+    ("callback 555 0134 after noon.", "555 0134"),                           # digit groups
+])
+def test_allowlist_mode_redacts_what_is_not_on_the_allowlist(text, secret):
+    redacted = "".join(f"<{piece}>" for piece in _redacted(text))
+    assert all(part in redacted for part in secret.split()), (secret, redacted)
+
+
+def test_allowlist_mode_keeps_common_words_in_lower_case_and_at_a_sentence_start():
+    assert _redacted("will follow up. hope to discharge. Grace period is 30 d. Will call.") == []
+    assert _redacted("Hope is low. mark the site.") == ["Hope"]  # a name-like word before a verb at the start
+
+
+@pytest.mark.parametrize("text", [
+    "BP 128/76, HR 88, metoprolol 25 mg po bid, GCS 15",
+    "T 37.2, SpO2 96% on 2L NC. Na 138, K 4.1, Cr 1.12, INR 2.35, plt 245.",
+    "Pain 7/10, strength 5/5 bilat, 2/6 SEM, L4-L5 disc, A1c 7.8, q4h prn, 1000 mL NS bolus at 0900.",
+    "Murphy sign negative; Parkinson disease; Bell palsy; Mallampati II; Cheyne-Stokes breathing.",
+    "G2P1 at 34w2d, GCS E4V5M6, lesion 4x3x1 cm, s/p CABG x3, 2nd dose given Monday.",
+])
+def test_allowlist_mode_keeps_clinical_text_intact(text):
+    assert _redacted(text) == []
+
+
+def test_allowlist_mode_types_what_its_rules_know():
+    text = "moved from Oxnard in June; plate 7XKR221."
+    found = {(s.kind, text[s.start:s.end]) for s in detect_phi(text, mode="allowlist")}
+    assert ("ADDRESS", "Oxnard") in found and ("DATE", "June") in found
+
+
+def test_allowlist_mode_keeps_every_strict_span():
+    text = ("Patient: Maria Quackenbush  MRN: 00452318  DOB: 03/14/1931. Seen by Dr. Okonkwo; call (617) 555-0123. "
+            "Daughter mbali qorvesh visiting from tlaquepaque.")
+    strict = detect_phi(text)
+    allow = detect_phi(text, mode="allowlist")
+    for s in strict:
+        assert any(a.start <= s.start and s.end <= a.end for a in allow), s

