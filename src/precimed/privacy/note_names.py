@@ -54,7 +54,7 @@ _CONTEXT = re.compile(
     r"next\s+of\s+kin|nok|hcp|proxy|named|called|aka|goes\s+by|dear|hi|hello|"
     r"thanks|regards|sincerely|(?:from|to)(?=:)|mrn\s+for|sponsor|case\s*worker|advocate|doula|midwife|"
     r"named|nicknamed|husband's|wife's|son's|daughter's|aide|navigator|sitter|scribe|coordinator|liaison|"
-    r"volunteer|technician|tech|assistant|doula)\b)"
+    r"volunteer|technician|tech|assistant|asst|doula|sonographer|medic|crew|paramedic|emt)\b)"
     r"[ \t]*(?:(?:is|was|:|-|,|\(|\"|')[ \t]*){0,2}")
 _PARENTHESIS = re.compile(r"\(?[^()\n]{1,20}\)[ \t]*")  # "interpreter (somali) Faadumo"
 _CREDENTIAL = re.compile(r"(?:,[ \t]*|[ \t]+)(?:MD|M\.D\.|DO|RN|NP|PA-C|PA|PhD|CNA|MSW|DDS|MBBS|FRCP|RD|OTR|DPT|CNM|"
@@ -113,6 +113,7 @@ class _Word:
     case: str  # "cap", "upper", "lower"
     name_like: bool = False
     seed: bool = False
+    nickname: bool = False
 
 
 def _case(text: str) -> str:
@@ -208,6 +209,12 @@ def _followed_by_head(text: str, end: int, nw: NameWords) -> bool:
     return bool(m and m.group(1).lower() in nw.heads)
 
 
+def _head_next(text: str, end: int, nw: NameWords) -> bool:
+    """A clinical head word after a word, past a possessive: "Hunter syndrome", "Graves' disease"."""
+    m = re.compile(r"(?:['\u2019]s?)?[ \t-]+([A-Za-z]+)").match(text, end)
+    return bool(m and m.group(1).lower() in nw.heads) or _SCORE_AFTER.match(text, end) is not None
+
+
 # a score after an eponym ("Katz 6/6", "Mallampati II"), not an age ("van der Berg 71M")
 _SCORE_AFTER = re.compile(r"(?:'s)?[ \t]*(?::[ \t]*)?(?:\d+(?:/\d+)?(?![\d/])"
                           r"(?![ \t]?(?:[MF]\b|yo\b|y/o|y\.o|years?\b|-year))|(?:I{1,3}|IV|V)\b)")
@@ -216,6 +223,8 @@ _SCORE_AFTER = re.compile(r"(?:'s)?[ \t]*(?::[ \t]*)?(?:\d+(?:/\d+)?(?![\d/])"
 def _adjacent(text: str, a: _Word, b: _Word) -> bool:
     """Two words belong to one name: one or two spaces (or an initial) between them, compatible case."""
     gap = text[a.end:b.start]
+    if (a.nickname or b.nickname) and re.fullmatch(r"[ \t]*[\"\u201c\u201d'][ \t]*", gap):
+        return True
     if gap not in (" ", "  ", "\t") and not _INITIAL_GAP.fullmatch(gap):
         if gap.strip() != "," or len(gap) > 3:
             return False
@@ -340,16 +349,26 @@ def name_spans(text: str, known: Iterable[str] = ()) -> list[tuple[int, int]]:
         _classify(w, text, nw, known_set)
     _mark_context_seeds(text, ws)
     _stop_word_surnames(text, ws, nw)
+    _given_name_before(text, ws, nw)
+    _initial_surnames(text, ws, nw)
     found = _named_runs(text, ws)
     # a word found as a name once is a name wherever else it appears in the note
     again = {w.folded for run in found for w in run if w.folded not in PARTICLES and len(w.folded) > 2
              and w.folded not in common_words() and w.folded not in nw.ambiguous}
-    if again:
+    # an ambiguous given name found in a name ("daughter Dawn Walkingstick") is that person again when written
+    # with its capital ("Dawn's cell"); not the modal verbs and very frequent words ("Will", "May")
+    again_cap = {w.folded for run in found if len(run) > 1 for w in run if w.folded in nw.ambiguous
+                 and w.case == "cap" and w.folded not in _MODALS and zipf(w.folded) < 5.0}
+    if again or again_cap:
         for w in ws:
-            if w.folded in again and not w.seed and not (w.case == "lower" and _common_lower(w.folded)):
+            possessive = text.startswith(("'s", "’s"), w.end)  # "Dawn's cell": a person, whatever follows
+            if (w.folded in again or (w.folded in again_cap and w.case == "cap" and (possessive or not _head_next(
+                    text, w.end, nw)))) and not w.seed and not (w.case == "lower" and _common_lower(w.folded)):
                 w.name_like = w.seed = True
         found = _named_runs(text, ws)
-    return [_with_initials(text, run[0].start, run[-1].end, run) for run in found]
+    spans = [_with_initials(text, run[0].start, run[-1].end, run) for run in found]
+    spans += [extra for _, end in spans if (extra := _script_name_after(text, end))]
+    return spans
 
 
 _INITIAL_BEFORE = re.compile(r"(?<![\w.])[A-Z]\.[ \t]?$")
@@ -367,7 +386,13 @@ def _with_initials(text: str, start: int, end: int, run: list[_Word]) -> tuple[i
     after = (_INITIAL_AFTER_CAPS if caps else _INITIAL_AFTER).match(text, end)
     if after:
         end = after.end()
+    suffix = _SUFFIX_AFTER.match(text, end)
+    if suffix:
+        end = suffix.end()
     return start, end
+
+
+_SUFFIX_AFTER = re.compile(r",?[ \t]+(?:Jr|Sr|II|III|IV|JR|SR)(?:\.|\b)(?![ \t]*\d)")
 
 
 def _leading_particle(run: list[_Word]) -> bool:
@@ -387,6 +412,70 @@ def _stop_word_surnames(text: str, ws: list[_Word], nw: NameWords) -> None:
             w.seed = w.seed or prev.seed
 
 
+def _given_name_before(text: str, ws: list[_Word], nw: NameWords) -> None:
+    """Words that a name right after them makes a name (one pass):
+
+    - a capitalized stop word that is a given name, before a name word of the same case: "Pa Kou Yang",
+      "VANG, PA NHIA" (not "PA 12345", "PA-C");
+    - a capitalized common word before a double-barrelled surname: "Blessing Mensah-Bonsu", "Dana Levi-Cohen";
+    - an eponym after a capitalized given name is a surname: "Harold Graves" (not "Graves disease");
+    - a nickname in quotes between two name words: "Rolando \"Jun\" Bautista".
+    """
+    first = _given_names()
+    for i in range(len(ws) - 1):
+        w, nxt = ws[i], ws[i + 1]
+        gap = text[w.end:nxt.start]
+        if gap != " ":
+            if re.fullmatch(r"[ \t]+[\"\u201c']", gap) and i + 2 < len(ws) and w.name_like and w.case == "cap" \
+                    and re.fullmatch(r"[\"\u201d'][ \t]+", text[nxt.end:ws[i + 2].start]) \
+                    and ws[i + 2].case == "cap" and ws[i + 2].name_like and nxt.text[:1].isupper():
+                nxt.name_like = nxt.nickname = True
+            continue
+        stop_given = w.case in ("cap", "upper") and w.case == nxt.case and not w.name_like and \
+            w.folded in nw.stop and (w.folded in nw.ambiguous or w.folded in nw.lexicon) and \
+            (nxt.seed or nxt.folded in nw.lexicon) and not re.match(r"[ \t]*[\d:-]", text[nxt.end:nxt.end + 2])
+        before_double = w.case == "cap" and not w.name_like and "-" in nxt.text and nxt.case == "cap" and \
+            nxt.seed and w.folded not in nw.stop and not is_medical(w.folded) and w.folded not in nw.eponyms
+        if stop_given or before_double:
+            w.name_like = True
+        elif w.case == "cap" and w.folded in first and nxt.case == "cap" and nxt.folded in nw.eponyms and \
+                not _followed_by_head(text, nxt.end, nw):
+            w.name_like = w.seed = nxt.name_like = True
+
+
+_INITIAL_BEFORE_WORD = re.compile(r"(?<![\w.])[A-Z]\.[ \t]?$")
+
+
+def _initial_surnames(text: str, ws: list[_Word], nw: NameWords) -> None:
+    """An initial before a capitalized word that is neither common nor medical: "J. Thibodeaux", "P. Ngata",
+    "J. Kaʻahanui" (not "E. Coli", "S. Aureus", "D. Patient")."""
+    for w in ws:
+        if w.case == "cap" and w.name_like and not w.seed and w.folded not in nw.stop and \
+                w.folded not in nw.ambiguous and len(w.folded) > 2 and zipf(w.folded) < 2.5 and \
+                _INITIAL_BEFORE_WORD.search(text, max(0, w.start - 3), w.start):
+            w.seed = True
+
+
+# letters of scripts without case (CJK, kana, Hangul, Arabic, Hebrew, Devanagari, Ethiopic, Thai ...)
+CASELESS_SCRIPT = re.compile(r"[\u0590-\u08ff\u0900-\u0dff\u0e00-\u0eff\u1200-\u139f\u1100-\u11ff\u3040-\u30ff"
+                             r"\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+_CASELESS_RUN = re.compile(r"[ \t]*[(\uff08][ \t]*((?:[^\W\d_]+[ \t]?){1,4}?)[ \t]*[)\uff09]")
+
+
+def _script_name_after(text: str, end: int) -> tuple[int, int] | None:
+    """A name in a script without case in parentheses right after a name: "TANAKA Haruki (田中 春樹)"."""
+    m = _CASELESS_RUN.match(text, end)
+    if m and CASELESS_SCRIPT.match(m.group(1)) and not is_medical(fold(m.group(1))):
+        return m.start(1), m.end(1)
+    return None
+
+
+@cache
+def _given_names() -> frozenset[str]:
+    data = _data("names.yaml")
+    return frozenset(fold(n) for n in data["first_names"])
+
+
 def _named_runs(text: str, ws: list[_Word]) -> list[list[_Word]]:
     """Runs of name-like words that hold a seed (particles at either end are not part of the name)."""
     out = []
@@ -397,4 +486,54 @@ def _named_runs(text: str, ws: list[_Word]) -> list[list[_Word]]:
             run = run[:-1]
         if run and (any(w.seed for w in run) or _mid_sentence(text, run)):
             out.append(run)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- signature initials
+# Two or three letters (any case) used as a clinician's signature: "-jt/ab" or "-AG, RN" opening a line,
+# "Jo Reyes / jr" or "SIGNED RJK" ending one, "SB / Dr Akana", after "per", "/s/", "cosigned", "transcribed",
+# "Tech:", "Sonographer". The labelling rules count these as names.
+_SIG_CREDENTIAL = (r"(?:MD|DO|RN|NP|PA|PA-C|DDS|DMD|LPN|CNA|CNM|MSW|LCSW|RT|RRT|PT|OT|SLP|RD|PharmD|APRN|CRNA|"
+                   r"PGY-?\d|MS\d|OMFS|NNP|FNP|EMT|(?i:md|rn|np|dds|pgy-?\d))")
+_SIG = r"([A-Za-z]{2,3})"
+_SIG_END = rf"(?=[ \t]*(?:$|[,;/)\]]|\.(?:[ \t]|$)|[ \t]+{_SIG_CREDENTIAL}\b))"
+_SIGNATURE_RES = (
+    # a dash opening a line, and a second signer after a slash: "-jt/ab", "-AG, RN", "-ch PGY2", "—dm"
+    re.compile(rf"(?:^|(?<=[.!?])[ \t])[ \t]*[-\u2013\u2014~][ \t]?{_SIG}(?:/{_SIG})?{_SIG_END}", re.M),
+    # a second signature after a spaced slash ending the line: "Jo Reyes / jr", "PNB / transcribed rt"
+    re.compile(rf"(?<=\S)(?:[ \t]/[ \t]?|[ \t]?/[ \t])(?:(?i:transcribed|typed|scribe|by)[ \t]+)?{_SIG}"
+               r"[ \t]*\.?[ \t]*$", re.M),
+    # initials opening a line before another signer: "SB / Dr Akana"
+    re.compile(rf"^[ \t]*{_SIG}[ \t]*/[ \t]*(?=(?i:dr|md|rn|np)\b)", re.M),
+    # after a signing word or a role: "SIGNED RJK", "Transcribed: kl", "per jt", "/s/ MB", "Tech: SR."
+    re.compile(rf"(?i:\b(?:signed|e-signed|cosigned|co-signed|transcribed|dictated|typed|scribed|edited|initials|"
+               rf"reviewed|verified|entered|per|tech|technologist|sonographer|scribe|asst|assistant)"
+               rf"(?:[ \t]+by)?(?:[ \t]*:[ \t]*|[ \t]+)|/s/[ \t]*){_SIG}{_SIG_END}", re.M),
+)
+_NOT_INITIALS = frozenset([
+    "a", "an", "and", "are", "as", "at", "be", "by", "do", "go", "he", "her", "him", "his", "if", "in", "is", "it",
+    "me", "my", "no", "of", "off", "ok", "on", "or", "so", "the", "to", "up", "us", "we", "yes", "you", "pt", "pts",
+    "md", "rn", "np", "pa", "mom", "dad", "son", "day", "wk", "hr", "hrs", "min", "os", "iv", "im", "po", "pr",
+    "sq", "sc", "am", "pm", "icu", "ed", "er", "or", "pcp", "all", "any", "can", "did", "for", "had", "has", "how",
+    "may", "not", "now", "one", "our", "out", "see", "she", "two", "was", "who", "why", "its", "per", "via", "ref",
+    "rx", "dx", "tx", "hx", "sx", "fx", "bid", "tid", "qid", "prn", "qd", "qhs", "lab", "labs", "new", "old", "due",
+    "yet", "too", "ask", "plan", "call", "note", "see", "n/a", "na", "nil", "none", "nad", "wnl", "ama", "dnr",
+    "dni", "cpr", "hi", "si", "wo", "w",
+])
+
+
+def signature_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of clinician initials used as a signature (a fixed number of bounded regex scans)."""
+    out = []
+    for n, regex in enumerate(_SIGNATURE_RES):
+        for m in regex.finditer(text):
+            for g in range(1, (regex.groups or 0) + 1):
+                initials = m.group(g)
+                if initials is None or initials.lower() in _NOT_INITIALS or not (
+                        initials.islower() or initials.isupper()):
+                    continue
+                if n == 1 and m.group().lstrip(" \t/")[:1].lower() == initials[:1].lower() and is_medical(
+                        fold(initials)):
+                    continue  # "HR / BP" ending a line: a pair of abbreviations, not a second signer
+                out.append((m.start(g), m.end(g)))
     return out

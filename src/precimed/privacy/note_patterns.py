@@ -64,10 +64,12 @@ IPV4_RE = r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\
 SSN_RE = r"\d{3}([-. ])\d{2}\1\d{4}"
 PHONE_RE = (r"(?:\+?1[ \t.\-/]?)?(?:\(\d{3}\)[ \t]?\d{3}[ \t.\-/]?|\d{3}[ \t.\-/]\d{3}[ \t.\-/])\d{4}"
             r"(?:[ \t]*,?[ \t]*(?i:x|ext\.?|extension)[ \t]*\d{1,6})?")
-STREET_RE = (rf"\d{{1,6}}[A-Za-z]?(?:-\d{{1,5}})?[ \t]+(?:(?i:[NSEW]|north|south|east|west)\.?[ \t]+)?"
+STREET_RE = (rf"\d{{1,6}}[A-Za-z]?(?:-\d{{1,5}})?(?:[ \t]+1/2|[ \t]?\u00bd)?[ \t]+"
+             rf"(?:(?i:[NSEW]|north|south|east|west)\.?[ \t]+)?"
              rf"(?:{_STREET_WORD}(?:(?<=\b[A-Z])\.)?[ \t]+){{1,3}}(?i:{STREET_SUFFIX})\b"
              r"(?![ \t]*(?i:elevation|depression|segment|wave))\.?(?:[ \t]+(?:NE|NW|SE|SW|N|S|E|W)\b\.?)?"
-             rf"(?:,?[ \t]*(?i:{_UNIT})\.?[ \t]*#?[ \t]*[\w-]*\d[\w-]*)?")
+             rf"(?:,?[ \t]*(?:(?i:{_UNIT})\.?[ \t]*#?[ \t]*[\w-]*\d[\w-]*|(?i:rear|front|back|upper|lower|"
+             r"basement|side)[ \t]+(?i:unit|apt|apartment|house|cottage|entrance|building)\b))?")
 CITY_STATE_ZIP_RE = (rf"(?:[A-Z][a-zA-Z]+[ \t]){{0,2}}[A-Z][a-zA-Z]+,[ \t]*(?:{STATES}|{STATE_NAMES})[ \t]+"
                      rf"\d{{5}}(?:-\d{{4}})?")
 
@@ -121,9 +123,60 @@ _ID_LABEL = (
 # Spanish, Portuguese and French month names ("9 de marzo de 1958", "1er mars 2020", "12 de janeiro")
 FOREIGN_MONTHS = (r"(?i:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|"
                   r"diciembre|janeiro|fevereiro|mar[cç]o|maio|junho|julho|setembro|outubro|novembro|dezembro|"
-                  r"janvier|f[ée]vrier|mars|avril|mai|juin|juillet|ao[uû]t|septembre|octobre|d[ée]cembre)")
-FOREIGN_DATE_RE = (rf"\b\d{{1,2}}(?:er|º|°|o)?[ \t]+(?:(?i:de)[ \t]+)?{FOREIGN_MONTHS}\b"
+                  r"janvier|f[ée]vrier|mars|avril|mai|juin|juillet|ao[uû]t|septembre|octobre|d[ée]cembre|"
+                  r"januar|februar|m[äa]rz|juni|juli|oktober|dezember|gennaio|febbraio|aprile|maggio|giugno|"
+                  r"luglio|settembre|ottobre|dicembre|januari|februari|maart|mei|augustus|"
+                  r"січня|лютого|березня|квітня|травня|червня|липня|серпня|вересня|жовтня|листопада|грудня|"
+                  r"января|февраля|марта|апреля|мая|июня|июля|августа|сентября|октября|ноября|декабря)")
+FOREIGN_DATE_RE = (rf"(?<![\w.])\d{{1,2}}(?:er|º|°|o|\.)?[ \t]*(?:(?i:de)[ \t]+)?{FOREIGN_MONTHS}(?!\w)"
                    rf"(?:,?[ \t]+(?:(?i:de|del)[ \t]+)?\d{{4}}\b)?")
+# East Asian dates: 2026年11月30日, 令和8年11月30日, 11月30日, 2026년 11월 30일
+CJK_DATE_RE = (r"(?:(?:令和|平成|昭和|民國|民国)?\d{1,4}[ \t]?[年년][ \t]?)?"
+               r"\d{1,2}[ \t]?[月월][ \t]?\d{1,2}[ \t]?[日일]"
+               r"|(?:令和|平成|昭和)\d{1,2}年(?:\d{1,2}月)?")
+# a letter-prefixed record number with hyphens, redacted whole with its prefix: "PA-88120455", "HCG-2026-118734",
+# "S24-007731", "CT2612-004417", "TM-55018843-02" (five digits or more in all: not "COVID-19", "L4-L5")
+PREFIXED_ID_RE = r"(?<![\w-])[A-Z]{1,4}\d{0,6}(?:-\d{1,4})?-\d{5,12}(?:-\d{1,4})?(?![\w-]|[.,]\d)"
+# Brazilian and other two-digit area codes in parentheses: "(11) 91234-5678", "(21) 3456-7890"
+BR_PHONE_RE = r"(?<![\w)])\(\d{2}\)[ \t]?9?\d{4}[ \t.-]\d{4}(?![\w-])"
+# UK numbers with a trunk 0: "07700 900123", "0113 496 0271", "020 7946 0018"
+UK_PHONE_RE = (r"(?<![\w.+/-])0(?:\d{4}[ \t]\d{6}|\d{3}[ \t]\d{3}[ \t]\d{4}|\d{2}[ \t]\d{4}[ \t]\d{4})"
+               r"(?![\w/-]|\.\d)")
+# counties, neighbourhoods and colonias: "Co. Galway", "County Kerry", "Col. Americana", "Colonia Roma", "Bairro Centro"
+COUNTY_RE = (r"(?<!&[ \t])(?<!&)\b(?:Co\.|County|Col\.|Colonia|Bairro|Barrio|Jd\.|Jardim|Quartier)[ \t]+"
+             r"(?:(?:de|del|da|do|dos|das|la|los|las)[ \t]+)?[A-Z\u00c0-\u00de][^\W\d_]{2,}"
+             r"(?:[ \t]+[A-Z\u00c0-\u00de][^\W\d_]{2,})?")
+# a town before its county: "Dingle, Co. Kerry", "Sugar Grove, Warren County"
+TOWN_BEFORE_COUNTY_RE = (r"\b((?:[A-Z][^\W\d_]+[ \t]){0,2}[A-Z][^\W\d_]+),[ \t]*(?:(?:Co\.|County)[ \t]+[A-Z]|"
+                         r"(?:[A-Z][^\W\d_]+[ \t]){1,2}County\b)")
+# streets in other languages, house number before or after: "Rua das Flores, 233, apto 41", "1107 Rue Royale",
+# "Calle Mayor 5", "Via Roma 12", "ul. Długa 7", "Straße des 17. Juni 4"
+_FOREIGN_STREET = (r"(?:Rua|Rue|Calle|Carrer|Avenida|Avda\.|Av\.|Avenue|Via|Viale|Corso|Piazza|Largo|Travessa|Estrada|"
+                   r"Rodovia|Praça|Alameda|Calzada|Camino|Paseo|Plaza|Chemin|Boulevard|Bd\.|Straße|Strasse|Str\.|"
+                   r"ul\.|ulica|vul\.|вул\.|ул\.|Jalan|Jl\.|Calea|Strada|Stradă)")
+_FOREIGN_NAME = (r"(?:(?:de|del|da|das|do|dos|di|della|delle|des|du|de[ \t]+la|la|le|les|los|las|der)"
+                 r"[ \t]+){0,2}"
+                 r"(?:\d{1,2}\.?[ \t]+)?[A-Z\u00c0-\u00de\u0400-\u042f][^\W\d_]+"
+                 r"(?:[ \t]+[A-Z\u00c0-\u00de][^\W\d_]+){0,2}")
+_HOUSE = r"\d{1,5}[A-Za-z]?(?:-\d{1,4})?"
+_FOREIGN_UNIT = (r"(?:,?[ \t]*(?i:apto|apt|ap|apartamento|piso|dpto|depto|bloco|bl|casa|sala|andar|int|interior|"
+                 r"étage|esc|puerta|pta|whg|app|appartement|kv|кв)\.?[ \t]*\d{1,4}[A-Za-z]?)*")
+FOREIGN_STREET_RE = (rf"(?:\b{_HOUSE},?[ \t]+{_FOREIGN_STREET}[ \t]+{_FOREIGN_NAME}"
+                     rf"|(?<!\w){_FOREIGN_STREET}[ \t]+{_FOREIGN_NAME},?[ \t]+(?:n[º°o]\.?[ \t]*)?{_HOUSE}\b)"
+                     rf"{_FOREIGN_UNIT}")
+# German and Dutch compound street names with the number after: "Kastanienallee 41", "Hauptstr. 5a", "Kerkstraat 12"
+COMPOUND_STREET_RE = (r"\b[A-ZÄÖÜ][a-zäöüß]+(?:straße|strasse|str\.|allee|weg|gasse|platz|ring|damm|ufer|chaussee|"
+                      r"straat|laan|gracht|plein|kade|vej|gade|gatan|vägen|veien|gata)[ \t]+\d{1,4}[a-z]?\b")
+# a highway location: "Hwy 9", "Highway 17 near mile marker 41", "I-95 at exit 12", "Route 66"
+HIGHWAY_RE = (r"\b(?:(?:Hwy|Highway|Route|Rte|Interstate|State[ \t]+Route|County[ \t]+Road|US)[ \t]?-?[ \t]?\d{1,4}"
+              r"|I-\d{1,3})\b(?:[ \t]+(?:near|at|by|past)[ \t]+(?:mile[ \t]+(?:marker|post)|mm|exit)[ \t]+\d{1,4}\b)?")
+# Japanese and Korean addresses in Latin letters: "2-14-7 Kita-ku", "Gangnam-gu", "Minato-ku", "Sapporo-shi"
+ASIAN_ADDRESS_RE = (r"(?:\b\d{1,4}(?:-\d{1,4}){1,3},?[ \t]+)?\b[A-Z][a-z]{1,15}-(?:ku|shi|cho|machi|gun|mura|son|"
+                    r"dong|gu|si|eup|myeon|ri|ro|gil)\b")
+# an age over 89 in hyphenated words, standing alone: "Deng Majok ninety-nine per family", "Ruth, ninety-seven,"
+AGE_WORDS_ALONE_RE = (r"(?i:\bninety-(?:one|two|three|four|five|six|seven|eight|nine)\b"
+                      r"(?![ \t-]*(?:percent|%|mg|mcg|minutes|mins?|seconds|hours|days|weeks|months|mmhg|bpm|"
+                      r"dollars|pounds|lbs?|kg|units|ml|cc|times|degrees|beats|breaths)\b))")
 # IPv6: eight groups, or a "::" compression (checked for at least two groups and three colons by the caller)
 _H = r"[0-9A-Fa-f]{1,4}"
 IPV6_RE = rf"(?<![\w:])(?:{_H}(?::{_H}){{7}}|(?:{_H}(?::{_H}){{0,6}})?::(?:{_H}(?::{_H}){{0,6}})?)(?![\w:])"
@@ -220,7 +273,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("DATE", re.compile(rf"(?i:\b(?:early|mid|late|end[ \t]+of|beginning[ \t]+of)[ \t-]*)"
                         rf"(?:{_MONTH_FULL}|{MONTHS})\b\.?(?:,?[ \t]+{_YEAR}\b)?"), 0),  # "mid-January 2025"
     ("DATE", re.compile(rf"(?i:\b(?:in|since|during|until|till|through|thru|by|last|next|this|before|after|from)"
-                        rf"[ \t]+)({_MONTH_FULL}|(?i:january|february|april|july|september|october|november|"
+                        rf"[ \t]+)({_MONTH_FULL}|(?i:january|february|april|july|august|september|october|november|"
                         r"december))\b(?!['\u2019])"), 1),  # a month alone: "turned 90 in August"
     ("ADDRESS", re.compile(rf"(?:\b{_UNIT_FIRST})?\b{STREET_RE}(?:,?[ \t]+{CITY_STATE_ZIP_RE})?"), 0),
     ("ADDRESS", re.compile(RURAL_ROUTE_RE), 0),
@@ -238,6 +291,7 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("ADDRESS", re.compile(rf"\b((?:[A-Z][a-z]+[ \t]){{0,2}}[A-Z][a-z]+),[ \t]*(?:{_CITY_STATES}|{STATE_NAMES})\b"), 1),
     ("ADDRESS", re.compile(r"(?i:\b(?:zip|zip[ \t]*code|postal[ \t]*code|postcode)[ \t]*[:#]?[ \t]*)"
                            r"(\d{5}(?:-\d{4})?)\b"), 1),
+    ("ADDRESS", re.compile(r"(?:\bCEP|\bC\.[ \t]?P\.|\bPLZ|\bCP)[ \t]*:?[ \t]*(\d{4,5}(?:-\d{3,4})?)\b"), 1),
     ("ADDRESS", re.compile(rf"\b(?:{STATES}|{STATE_NAMES})[ \t]+(\d{{5}}(?:-\d{{4}})?)\b"), 1),
     ("ADDRESS", re.compile(r"\b[A-Z][a-z]+(?:[ \t][A-Z][a-z]+)?[ \t]+County\b"), 0),
     ("ADDRESS", re.compile(r"(?i:\b(?:apt|apartment|suite|ste|flat)\.?[ \t]*#?[ \t]*\d+[a-z]?\b)"), 0),
@@ -258,6 +312,21 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("AGE", re.compile(rf"(?i:\b({_AGE_N}(?:st|nd|rd|th)|ninetieth|ninety-(?:first|second|third|fourth|fifth|sixth|"
                        r"seventh|eighth|ninth)|hundredth)[ \t]+birthday)"), 1),
     ("ID", re.compile(r"\b[A-Z]{1,3}\d{6,10}\b"), 0),
+    ("ID", re.compile(PREFIXED_ID_RE), 0),
+    ("DATE", re.compile(CJK_DATE_RE), 0),
+    ("PHONE", re.compile(BR_PHONE_RE), 0),
+    ("PHONE", re.compile(UK_PHONE_RE), 0),
+    ("ADDRESS", re.compile(COUNTY_RE), 0),
+    ("ADDRESS", re.compile(TOWN_BEFORE_COUNTY_RE), 1),
+    ("ADDRESS", re.compile(FOREIGN_STREET_RE), 0),
+    ("ADDRESS", re.compile(COMPOUND_STREET_RE), 0),
+    ("ADDRESS", re.compile(HIGHWAY_RE), 0),
+    ("ADDRESS", re.compile(ASIAN_ADDRESS_RE), 0),
+    ("AGE", re.compile(AGE_WORDS_ALONE_RE), 0),
+    ("AGE", re.compile(rf"(?i:\b(?:dad|mom|mum|father|mother|grand(?:ma|pa|mother|father)|husband|wife|aunt|uncle|"
+                       rf"sister|brother|she|he|pt|patient)[ \t]+(?:is|was|turned|turns|is[ \t]+now)[ \t]+)({_AGE_N})"
+                       r"\b(?![ \t]*(?:%|percent|mg|kg|lbs?|bpm|mmhg|/|\.\d|cm|mm|degrees|days|weeks|months|minutes|"
+                       r"hours|units|ml|in\b|inches|feet|min|pounds|points))"), 1),
     ("ID", re.compile(r"(?<![\d.,$])\d{7,10}(?![\d.,]\d|[ \t]*(?i:mg|mcg|g|ml|units?)\b)"), 0),
 ]
 
@@ -309,7 +378,7 @@ def age_over_89(text: str) -> bool:
 
 def ambiguous_lowercase_month(piece: str) -> bool:
     """"may 2" / "march 3" in lower case without a year or ordinal: a verb, not a date."""
-    m = re.match(r"(may|march|mar|jan|sept?|dec|oct|aug)\b", piece)
+    m = re.match(r"(may|march|mar|dec|aug)\b", piece)  # may, march, decrease, augment ("jan 15" is a date)
     if m is None:
         return False
     return re.search(r"\d{4}|'\d{2}|\d(?:st|nd|rd|th)|(?i:first|second|third|th\b)", piece) is None

@@ -40,7 +40,7 @@ from typing import Literal
 import yaml
 
 from precimed.errors import DataError
-from precimed.privacy.note_names import PARTICLES, TOKEN, name_spans, name_words
+from precimed.privacy.note_names import PARTICLES, TOKEN, name_spans, name_words, signature_spans
 from precimed.privacy.note_patterns import (
     CITY_STATE_ZIP_RE,
     EMAIL_RE,
@@ -224,16 +224,30 @@ def detect_phi(text: str, *, known: KnownIdentifiers | None = None, mode: NotesM
     if not text:
         return []
     candidates = _pattern_spans(text)
-    candidates += [Span(a, b, "ADDRESS") for a, b in place_spans(text)]
     if known:
         candidates += [Span(m.start(), m.end(), kind) for kind, regex in known.patterns for m in regex.finditer(text)]
-    names = name_spans(text, known.names if known else ())
+    names = sorted(name_spans(text, known.names if known else ()))
     candidates += [Span(a, b, "NAME") for a, b in names]
+    candidates += _places_outside_names(text, place_spans(text), names)
+    candidates += [Span(a, b, "NAME") for a, b in signature_spans(text)]
     candidates += _ages_after_names(text, names)
     if mode == "allowlist":
         strict = _resolve(candidates)
         return _merge_runs(text, strict, _clip(text, _outside_allowlist(text), strict))
     return _resolve(candidates)
+
+
+def _places_outside_names(text: str, places: list[tuple[int, int]], names: list[tuple[int, int]]) -> list[Span]:
+    """Place spans, less a single word inside a longer name ("Dana Levi-Cohen", "Florence Ngata"): there it is a
+    given name (a place would win over the name and leave the rest of the name in the text)."""
+    starts = [a for a, _ in names]
+    out = []
+    for a, b in places:
+        k = bisect.bisect_right(starts, a) - 1
+        if k >= 0 and names[k][1] >= b and (names[k][0], names[k][1]) != (a, b) and " " not in text[a:b]:
+            continue
+        out.append(Span(a, b, "ADDRESS"))
+    return out
 
 
 _AGE_AFTER_NAME = re.compile(r",[ \t]*(9\d|1[0-2]\d)(?=[ \t]*(?:[.,;)]|$)|[ \t]*(?:yo|y/o|y\.o\.)\b)", re.M)
@@ -744,25 +758,35 @@ def _resolve(candidates: Iterable[Span]) -> list[Span]:
     Sorting once and checking each span against its two neighbours among the kept ones (bisect) keeps
     this O(n log n) in the number of candidates.
     """
-    names = sorted(s for s in candidates if s.kind == "NAME")
     unions: list[Span] = []
-    for span in names:  # overlapping name candidates become one name
-        if unions and span.start < unions[-1].end:
-            unions[-1] = Span(unions[-1].start, max(unions[-1].end, span.end), "NAME")
-        else:
-            unions.append(span)
-    others = [s for s in candidates if s.kind != "NAME"]
+    parts: dict[Span, list[Span]] = {}  # an address union -> the candidates it was made of
+    for kind in ("NAME", "ADDRESS"):  # overlapping name (address) candidates become one name (address)
+        first = len(unions)
+        for span in sorted(s for s in candidates if s.kind == kind):
+            if len(unions) > first and span.start < unions[-1].end:
+                joined = Span(unions[-1].start, max(unions[-1].end, span.end), kind)
+                if kind == "ADDRESS":
+                    parts[joined] = [*parts.pop(unions[-1], [unions[-1]]), span]
+                unions[-1] = joined
+            else:
+                unions.append(span)
+    others = [s for s in candidates if s.kind not in ("NAME", "ADDRESS")]
     ordered = sorted(others + unions, key=lambda s: (_PRIORITY[s.kind], -(s.end - s.start), s.start))
     starts: list[int] = []
     kept: list[Span] = []
-    for span in ordered:
+
+    def place(span: Span) -> bool:
         i = bisect.bisect_left(starts, span.start)
-        if i > 0 and kept[i - 1].end > span.start:
-            continue
-        if i < len(kept) and kept[i].start < span.end:
-            continue
+        if (i > 0 and kept[i - 1].end > span.start) or (i < len(kept) and kept[i].start < span.end):
+            return False
         starts.insert(i, span.start)
         kept.insert(i, span)
+        return True
+
+    for span in ordered:
+        if not place(span) and span in parts:  # an address union blocked by a stronger span: its parts, longest first
+            for part in sorted(parts[span], key=lambda s: -(s.end - s.start)):
+                place(part)
     merged: list[Span] = []
     for span in kept:
         if merged and merged[-1].kind == "NAME" == span.kind and span.start - merged[-1].end <= 1:
