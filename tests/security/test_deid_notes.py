@@ -1,9 +1,14 @@
 """Issue 11, findings 3 and 4: de-identification of notes that real clinicians write.
 
 Each test is an attack: an identifier written the way a hurried clinician writes it, a date the
-detector might not read, a run of names that used to take quadratic time. The held-out labelled set
-(tests/privacy/data/adversarial_test.txt) was written before the detector was tuned on the separate
-dev set and is never used for tuning.
+detector might not read, a run of names that used to take quadratic time.
+
+The labelled sets under tests/privacy/data, in the order they were written (each file's header records its
+first-contact figures): adversarial_dev (tuning), adversarial_test (held out at first, then tuned on),
+adversarial_blind, blind2 and blind3 (each written blind by someone who never saw the detector, scored once,
+then used for tuning), and adversarial_blind4: written blind, scored once, never tuned on. Only blind4's
+figures (strict recall 0.847, allowlist 0.921) say how the detector does on notes it has not seen; the
+floors on the others only guard against regressions.
 """
 
 from __future__ import annotations
@@ -181,6 +186,14 @@ def test_doubling_a_run_of_names_does_not_quadruple_the_work(monkeypatch):
         assert detect_phi(text)  # the whole run is one name
         counts.append(calls["n"])
     assert counts[1] <= 2.2 * counts[0] and counts[2] <= 2.2 * counts[1], counts
+
+
+@pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.84, 0.9), ("allowlist", 0.92, 0.65)])
+def test_the_never_tuned_blind_set_stays_at_its_first_contact_figures(mode, recall, precision):
+    """blind4 is the honest measure (never used for tuning): a floor at its first-contact figures, so a change that
+    loses recall on unseen notes is noticed. The issue's target, 0.95, is not reached on it (see its header)."""
+    results = evaluate_labelled(load_labelled(DATA / "adversarial_blind4.txt"), mode)["ALL"]
+    assert results["recall"] >= recall and results["precision"] >= precision, results
 
 
 @pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.96, 0.9), ("allowlist", 0.99, 0.74)])
