@@ -221,24 +221,6 @@ def test_the_row_address_is_found_part_by_part():
     assert ("ADDRESS", "Hillsboro") in found and ("ADDRESS", "24946-1102") in found, found
 
 
-@pytest.mark.parametrize("unit", ["a-", "a.", "A. ", "a dot ", "a1:", "Dr Ab Cd Ef, ", "Christmas "])
-def test_adversarial_runs_take_linear_time(unit):
-    import time
-
-    detect_phi(unit * 50, mode="allowlist")  # load the word lists first
-
-    def best_of_three(text):
-        runs = []
-        for _ in range(3):
-            start = time.perf_counter()
-            detect_phi(text, mode="allowlist")
-            runs.append(time.perf_counter() - start)
-        return min(runs)
-
-    small, large = (best_of_three(unit * (size // len(unit))) for size in (8_000, 16_000))
-    assert large <= 3.2 * small + 0.05, (small, large)  # quadratic would be 4x
-
-
 # ------------------------------------------------------------ allowlist mode: Philter-style rules (issue 11, finding 3)
 def _redacted(text, mode="allowlist"):
     return [text[s.start:s.end] for s in detect_phi(text, mode=mode)]
@@ -365,23 +347,6 @@ def test_the_new_rules_leave_clinical_text_alone(text):
                  "ninety-nine", "ninety-five"):
         assert word not in found, found
     assert "Hunter syndrome" not in " ".join(found) and found.count("Hunter") <= 1, found
-
-
-def test_signature_and_script_rules_take_linear_time():
-    import time
-
-    for unit in ("-ab/cd\n", "x / jr\n", "Pa Kou ", "A. B. ", '"Jun" ', "(田中) ", "Co. Ab ", "Rua Ab 1, "):
-        detect_phi(unit * 50, mode="allowlist")
-        times = []
-        for size in (8_000, 16_000):
-            text = unit * (size // len(unit))
-            runs = []
-            for _ in range(3):
-                start = time.perf_counter()
-                detect_phi(text, mode="allowlist")
-                runs.append(time.perf_counter() - start)
-            times.append(min(runs))
-        assert times[1] <= 3.2 * times[0] + 0.05, (unit, times)
 
 
 def test_an_ambiguous_given_name_seen_in_a_full_name_is_that_person_again_with_its_capital():

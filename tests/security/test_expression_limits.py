@@ -135,7 +135,7 @@ def test_evaluation_errors_are_one_config_error_naming_the_part(text, expected):
     with pytest.raises(ConfigError, match="^train, derived column 'z': expression ") as caught:
         expressions.parse(text).evaluate(frame, where="train, derived column 'z'")
     assert expected in str(caught.value) and "\n" not in str(caught.value)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 30  # not a speed check: the unbounded language hung here for hours
 
 
 def test_a_power_is_computed_on_floats_so_it_overflows_to_inf_instead_of_hanging():
@@ -144,7 +144,7 @@ def test_a_power_is_computed_on_floats_so_it_overflows_to_inf_instead_of_hanging
     frame = pd.DataFrame({"glu": [148.0, 85.0]})
     started = time.monotonic()
     out = expressions.parse("(glu ** 100) ** 100 + (10 ** 18) ** 100").evaluate(frame, where="t")
-    assert out.tolist() == [math.inf, math.inf] and time.monotonic() - started < 1
+    assert out.tolist() == [math.inf, math.inf] and time.monotonic() - started < 30  # a hang, not a speed check
 
 
 # ----- the runner of limited jobs -------------------------------------------------------------------------------

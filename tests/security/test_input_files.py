@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 import tracemalloc
 
 import pandas as pd
@@ -56,14 +55,12 @@ def test_a_file_over_the_limit_is_refused_before_a_byte_is_read(tmp_path, monkey
     big = _sparse(tmp_path / "huge.csv", 200 * 1024 * 1024)
     monkeypatch.delenv(MAX_INPUT_ENV, raising=False)
     tracemalloc.start()
-    t = time.perf_counter()
     with pytest.raises(DataError) as caught:
         read_table(big)
-    elapsed = time.perf_counter() - t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert str(caught.value).startswith(f"{big}: the file is 209,715,200 bytes, over the input limit of 104,857,600")
-    assert peak < 1_000_000 and elapsed < 1
+    assert peak < 1_000_000  # refused before a byte was read (reading it used 840 MB before)
 
 
 def test_the_size_refusal_is_one_line_and_exit_2_naming_file_size_and_limit(run_cli, tmp_path, monkeypatch):
