@@ -390,8 +390,8 @@ class AuditLog:
             walk.count += 1
             if walk.first is None:
                 walk.first = (row.seq, row.row_hash)
-            gap = row.seq > expected_seq
-            if row.seq < expected_seq:
+            gap, inserted = row.seq > expected_seq, row.seq < expected_seq
+            if inserted:
                 problems.append(Problem(row.seq, "inserted", f"row {row.seq} is out of sequence (expected "
                                         f"{expected_seq} or later): a row was inserted"))
             elif gap:
@@ -405,12 +405,14 @@ class AuditLog:
             if row.prev_hash != prev and not gap:  # after a gap the broken link is the deletion itself
                 problems.append(Problem(row.seq, "altered", f"row {row.seq} does not link to the row before it: "
                                         "that row was altered and re-hashed, or inserted"))
-            prev, walk.last_seq, walk.last_hash = row.row_hash, row.seq, row.row_hash
+            if not inserted:  # the rows after an inserted one still link to the row before it
+                prev = row.row_hash
+            walk.last_seq, walk.last_hash = row.seq, row.row_hash
             if row.seq in wanted:
                 walk.hashes[row.seq] = row.row_hash
             if row.outcome == "ok":
                 _note(walk, row)
-            expected_seq = max(expected_seq, row.seq) + 1
+            expected_seq = max(expected_seq, row.seq + 1)
         return walk
 
     def _anchor_problems(self, contents: Contents, walk: _Walk, anchors: list[tuple[int, str]]) -> list[Problem]:
