@@ -178,6 +178,27 @@ def write_table(frame: pd.DataFrame, path: Path | str) -> None:
     atomic_write_bytes(path, data)
 
 
+def prediction_columns(out: pd.DataFrame, est: Any, inputs: Any, task: Any, *, classes: list[Any] | None = None,
+                       horizon_suffix: str = "") -> pd.DataFrame:
+    """Add a model's outputs to `out` as the prediction table's columns: `probability` (binary), `p_<class>`
+    (multiclass), `prediction` (regression), or `risk_score` and `event_probability_<h><unit><suffix>` for each
+    horizon (survival). One place for the column names that predict and sequence prediction files share."""
+    if task.kind == "binary":
+        out["probability"] = est.predict_proba(inputs)[:, 1]
+    elif task.kind == "multiclass":
+        proba = est.predict_proba(inputs)
+        for i, c in enumerate(classes or []):
+            out[f"p_{c}"] = proba[:, i]
+    elif task.kind == "regression":
+        out["prediction"] = est.predict(inputs)
+    else:
+        out["risk_score"] = est.predict_risk(inputs)
+        surv = est.predict_survival(inputs, np.asarray(task.horizons))
+        for j, h in enumerate(task.horizons):
+            out[f"event_probability_{h:g}{task.time_unit}{horizon_suffix}"] = 1.0 - surv[:, j]
+    return out
+
+
 def metrics_doc(cfg: RunConfig, train: dict, test: dict, models: dict[str, dict], comparisons: dict[str, dict],
                 *, primary: str) -> dict:
     """The metrics.json document of a run: data described, bootstrap settings, metrics and comparisons."""

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from precimed.bundle import Bundle, load_bundle
 from precimed.data import read_table
 from precimed.data.longitudinal import read_observations
-from precimed.workflows._run import check_table_path, typed_patients, write_table
+from precimed.workflows._run import check_table_path, prediction_columns, typed_patients, write_table
 from precimed.workflows.sequence import predict_sequence_frame
 
 
@@ -35,20 +34,8 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     Xt = bundle.preprocessor.transform(X, out_of_range="missing" if allow_out_of_range else "error")
     task = bundle.task
     est = bundle.models[name]
-    out = pd.DataFrame({id_name: frame.index.to_numpy()})
-    if task.kind == "binary":
-        out["probability"] = est.predict_proba(Xt)[:, 1]
-    elif task.kind == "multiclass":
-        proba = est.predict_proba(Xt)
-        for i, c in enumerate(bundle.metadata["classes"]):
-            out[f"p_{c}"] = proba[:, i]
-    elif task.kind == "regression":
-        out["prediction"] = est.predict(Xt)
-    else:
-        out["risk_score"] = est.predict_risk(Xt)
-        surv = est.predict_survival(Xt, np.asarray(task.horizons))
-        for j, h in enumerate(task.horizons):
-            out[f"event_probability_{h:g}{task.time_unit}"] = 1.0 - surv[:, j]
+    out = prediction_columns(pd.DataFrame({id_name: frame.index.to_numpy()}), est, Xt, task,
+                             classes=bundle.metadata.get("classes"))
     out.insert(1, "model", name)
     return out
 

@@ -43,7 +43,16 @@ from precimed.preprocess.temporal import SequencePreprocessor, landmark_samples
 from precimed.schema import as_numeric, examples, require_columns
 from precimed.train import catalogue
 from precimed.train.sequence import pack_static
-from precimed.workflows._run import Echo, RunResult, check_out_dir, load_source, metrics_doc, quiet, scoring_settings
+from precimed.workflows._run import (
+    Echo,
+    RunResult,
+    check_out_dir,
+    load_source,
+    metrics_doc,
+    prediction_columns,
+    quiet,
+    scoring_settings,
+)
 from precimed.workflows.reporting import card_for, write_run_report
 
 #: the tabular view each baseline reads in a sequence run (sequence nets read "sequence"): boosting gets the
@@ -366,13 +375,4 @@ def predict_sequence_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | 
     est = OnView(bundle.models[model], view)
     task = cfg.task
     out = pd.DataFrame({id_name: X.index.to_numpy(), "model": model, "prediction_time": when})
-    if task.kind == "binary":
-        out["probability"] = est.predict_proba(inputs)[:, 1]
-    elif task.kind == "regression":
-        out["prediction"] = est.predict(inputs)
-    else:
-        out["risk_score"] = est.predict_risk(inputs)
-        surv = est.predict_survival(inputs, np.asarray(task.horizons))
-        for j, h in enumerate(task.horizons):
-            out[f"event_probability_{h:g}{task.time_unit}_after"] = 1.0 - surv[:, j]
-    return out
+    return prediction_columns(out, est, inputs, task, horizon_suffix="_after")
