@@ -17,6 +17,18 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+def dense_layers(n_in: int, n_out: int, dropout: float, activation: str, batch_norm: bool) -> list[nn.Module]:
+    """Linear → (BatchNorm) → activation → (Dropout): one hidden layer, as a flat list (so saved weights keep the
+    same names in every net that uses it)."""
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(n_out))
+    layers.append(ACTIVATIONS[activation]())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
 class MLP(nn.Module):
     """Feed-forward net: [Linear → (BatchNorm) → activation → Dropout] per hidden layer, then a linear head.
 
@@ -36,12 +48,7 @@ class MLP(nn.Module):
         blocks: list[nn.Module] = []
         width = n_inputs
         for size in hidden:
-            blocks.append(nn.Linear(width, size))
-            if batch_norm:
-                blocks.append(nn.BatchNorm1d(size))
-            blocks.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                blocks.append(nn.Dropout(dropout))
+            blocks += dense_layers(width, size, dropout, activation, batch_norm)
             width = size
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, n_outputs)
@@ -60,13 +67,7 @@ class ResidualBlock(nn.Module):
     def __init__(self, n_in: int, n_out: int, dropout: float = 0.1, activation: str = "relu",
                  batch_norm: bool = False) -> None:
         super().__init__()
-        layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(n_out))
-        layers.append(ACTIVATIONS[activation]())
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*dense_layers(n_in, n_out, dropout, activation, batch_norm))
         self.skip: nn.Module = nn.Identity() if n_in == n_out else nn.Linear(n_in, n_out, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
