@@ -62,7 +62,9 @@ def test_allowlist_mode_removes_at_least_as_much_as_strict_mode(held_out):
 def test_the_blind_sets_stay_above_95_percent_recall_in_both_modes(name, mode):
     # blind2 is a dev set since its first contact (0.879 strict recall then): this is a regression floor only
     results = evaluate_labelled(load_labelled(DATA / name), mode)["ALL"]
-    assert results["recall"] >= 0.95 and results["precision"] >= (0.9 if mode == "strict" else 0.8), results
+    # allowlist precision floor lowered with the aggressive rules (capitalised words, initials, foreign words,
+    # whole runs, numbers in context): 0.794 on blind, 0.744 on blind2 then; recall floors unchanged
+    assert results["recall"] >= 0.95 and results["precision"] >= (0.9 if mode == "strict" else 0.7), results
 
 
 # ----- one attack per category of finding 3 ------------------------------------------------------------------------
@@ -188,7 +190,9 @@ def test_doubling_a_run_of_names_does_not_quadruple_the_work(monkeypatch):
     assert counts[1] <= 2.2 * counts[0] and counts[2] <= 2.2 * counts[1], counts
 
 
-@pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.84, 0.9), ("allowlist", 0.92, 0.65)])
+# allowlist precision: a placeholder after the aggressive rules (not scored by their author, who was not to score
+# blind4); the lead sets it from the scored figure. The recall floors are unchanged.
+@pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.84, 0.9), ("allowlist", 0.92, 0.4)])
 def test_the_never_tuned_blind_set_stays_at_its_first_contact_figures(mode, recall, precision):
     """blind4 is the honest measure (never used for tuning): a floor at its first-contact figures, so a change that
     loses recall on unseen notes is noticed. The issue's target, 0.95, is not reached on it (see its header)."""
@@ -196,7 +200,7 @@ def test_the_never_tuned_blind_set_stays_at_its_first_contact_figures(mode, reca
     assert results["recall"] >= recall and results["precision"] >= precision, results
 
 
-@pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.96, 0.9), ("allowlist", 0.99, 0.74)])
+@pytest.mark.parametrize(("mode", "recall", "precision"), [("strict", 0.96, 0.9), ("allowlist", 0.99, 0.57)])
 def test_the_third_blind_set_stays_above_its_floor(mode, recall, precision):
     # blind3 is a dev set since its first contact (strict 0.857 / allowlist 0.912 recall then): a regression floor
     results = evaluate_labelled(load_labelled(DATA / "adversarial_blind3.txt"), mode)["ALL"]

@@ -67,6 +67,7 @@ from precimed.privacy.vocabulary import (
     COMMON_NAME_RANK,
     _ranked_words,
     ambiguous_names,
+    clinical_abbreviations,
     fold,
     is_medical,
     lexicon_names,
@@ -391,9 +392,17 @@ def _outside_allowlist(text: str) -> list[Span]:
         else:
             line = bisect.bisect_right(line_starts, tok.start) - 1
             tok.kind = _word_kind(text, toks, i, caps_lines[line])
+    for i, tok in enumerate(toks):
+        if tok.kind == "OTHER" and (fold(tok.text) in _FOREIGN_MONTHS or tok.text.lower() in _VIETNAMESE_DATE):
+            tok.kind = "DATE"
+        elif not tok.kind and not tok.number:
+            line = bisect.bisect_right(line_starts, tok.start) - 1
+            tok.kind = _aggressive_word_kind(text, toks, i, caps_lines[line])
     _extend_places(text, toks)
     _proper_terms(text, toks)
+    _extend_runs(text, toks)
     _digit_runs(text, toks)
+    _numbers_in_context(text, toks)
     return [Span(t.start, t.end, t.kind) for t in toks if t.kind]
 
 
@@ -441,6 +450,259 @@ def _prev_word(text: str, toks: list[_Tok], i: int, skip_fillers: bool = True) -
             continue
         return toks[j]
     return None
+
+
+# ---------------------------------------------------------------- the aggressive rules (issue 11, finding 3)
+# What slips through a plain allowlist is mostly a capitalised common word used as a name ("June", "Phil"),
+# an initial ("K", "J.R.R."), a word of another language (addresses and dates), one word of a longer name, or
+# a number beside any of these. Each rule below states its class; none lists the strings it was written for.
+# Capitalised words that stay when capitalised mid-sentence: the pronoun, headings and note furniture.
+_CAPITAL_OK = _word_set("""
+    i ok okay am pm vs etc plan assessment impression history physical exam examination hpi ros pmh psh
+    fh sh medications allergies vitals labs imaging results diagnosis diagnoses problem problems disposition
+    discharge admission admit admitted follow followup up summary note notes progress subjective objective
+    review systems chief complaint present illness social family surgical past medical general neuro
+    neurologic cardiac cardiovascular respiratory pulmonary abdomen abdominal extremities skin heent neck
+    chest lungs heart psych psychiatric musculoskeletal genitourinary gastrointestinal endocrine renal
+    hematology hematologic infectious disease diseases emergency department unit intensive care icu ward
+    clinic hospital hospitalist service team primary attending resident fellow intern nurse nursing
+    pharmacy pharmacist therapy physical occupational speech case management social work worker
+    radiology laboratory lab pathology surgery medicine internal outpatient inpatient orders order
+    instructions education patient pt male female temperature pulse blood pressure rate weight height
+    pain none normal negative positive yes no not noted new old other see per with without and or
+    the a an of in on at to for by from is was no none
+    hospice home health services center centre department dept floor room bed telemetry tele
+    english spanish interpreter i'm i've i'll i'd leads lead ab ag
+""") | _word_set("""
+    english spanish french german italian portuguese polish russian ukrainian arabic hebrew farsi persian
+    dari pashto urdu hindi bengali punjabi gujarati tamil telugu nepali mandarin cantonese chinese japanese
+    korean vietnamese tagalog filipino thai khmer lao hmong burmese somali amharic tigrinya oromo swahili
+    yoruba igbo hausa haitian creole greek turkish kurdish armenian romanian dutch swedish norwegian danish
+    finnish irish welsh scottish british american canadian mexican african asian european hispanic latino
+    latina latinx caucasian asl sign
+    usa us uk america canada mexico ireland england scotland wales britain france germany italy spain
+    portugal poland russia ukraine china india pakistan nepal bangladesh japan korea vietnam philippines
+    nigeria ghana kenya ethiopia somalia eritrea sudan egypt iran iraq syria afghanistan haiti cuba brazil
+    guatemala honduras salvador colombia venezuela peru""")
+# a letter or initial next to one of these is part of a clinical term ("hepatitis B", "Kerley B lines")
+_LETTER_CONTEXT = _word_set("""
+    type group grade class stage lead leads vitamin vit hepatitis hep strep zone plan option lines line wave
+    waves cell cells factor protein fraction phase segment bed room wing ward pod bay level floor tier blood
+    antigen antibody ab ag influenza flu hemophilia titer view views point points part section category
+    mallampati kerley lines score scale pattern block""")
+_LINE_END = re.compile(r"[ \t]*(?:\n|$)")
+_SIGNATURE_GAP = re.compile(r"[ \t]*(?:[-\u2013\u2014/~,]|--)[ \t]*$")
+# month names of the major European languages and Tagalog, and the Vietnamese date words (day, month, year)
+_FOREIGN_MONTHS = frozenset(fold(w) for w in _word_set("""
+    januar februar marz maerz april mai juni juli august september oktober november dezember janner
+    janvier fevrier mars avril juin juillet aout septembre octobre novembre decembre
+    enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre
+    gennaio febbraio aprile maggio giugno luglio settembre ottobre dicembre
+    janeiro fevereiro marco maio junho julho setembro outubro dezembro
+    januari februari maart mei augustus
+    styczen stycznia luty lutego marzec marca kwiecien kwietnia maj maja czerwiec czerwca lipiec lipca
+    sierpien sierpnia wrzesien wrzesnia pazdziernik pazdziernika listopad listopada grudzien grudnia
+    pebrero marso hunyo hulyo setyembre oktubre nobyembre disyembre
+"""))
+_VIETNAMESE_DATE = frozenset(["tháng", "ngày", "năm"])
+# words that announce an address or an identifier: a number beside one belongs to it
+_ADDRESS_WORDS = _word_set("""
+    street st road rd avenue ave lane ln drive dr boulevard blvd court ct place pl way terrace square sq
+    apt apartment unit suite ste floor fl box po pob route rte highway hwy building bldg block flat
+    ul ulica rue via calle avenida rua strasse str weg platz laan straat gracht pho ngo ngach so quan phuong
+    duong kiet bis ter campus postcode zip eircode barangay purok sitio""")
+_ID_WORDS = _ID_BEFORE | _word_set("""
+    ref reference ticket claim case file badge reg registration licence license card passport nhs medicare
+    medicaid insurance insurer chart accession specimen encounter visit csn fin har pas plan group subscriber
+    vin tag dl serial device""")
+# the labels of identifier fields and titles: the value after them is redacted, the label is not
+_FIELD_WORDS = _ID_WORDS | _NAME_STOPS | _LABELS | _word_set("""
+    dob dos doa dod edd lmp tel fax ph phone cell pgr pager email ip ssn vin pt mrn member dl nhs zip
+    english spanish french""")
+_AGE_WORDS = frozenset(["aged", "age", "is", "yo", "was", "turns", "turned", "ages", "now"])
+_LOANWORDS = frozenset(["i'm", "naive", "cafe", "resume", "deja", "role", "facade", "cooperate", "vis-a-vis", "a"])
+
+
+def _has_non_ascii_letter(word: str) -> bool:
+    return any(ord(ch) > 127 and ch.isalpha() for ch in word)
+
+
+def _aggressive_word_kind(text: str, toks: list[_Tok], i: int, caps_line: bool) -> str | None:
+    """The type of a word that survives the plain allowlist but belongs to a class that leaks identifiers."""
+    tok = toks[i]
+    word = tok.text
+    m = _CONTRACTION.search(word)
+    if m and len(word) > len(m.group()) + 1:
+        word = word[:m.start()]
+    f = fold(word)
+    nxt = _next_word(text, toks, i)
+    prv = _prev_word(text, toks, i, skip_fillers=False)
+    if word.lower() in _VIETNAMESE_DATE or f in _FOREIGN_MONTHS and f not in medical_words() and (
+            (nxt is not None and nxt.number) or (prv is not None and prv.number) or not _allowed_lower(f)):
+        return "DATE"  # 5 czerwca 2026, 19 novembre, Marso 3, ngày 02 tháng 11 năm 2026
+    medical = f in medical_words() or is_medical(f) or f in _UNITS
+    if _has_non_ascii_letter(word) and not medical and f not in name_words().eponyms and f not in _LOANWORDS:
+        return _name_or_place(f)  # Kościuszki, Hà Nội, أحمد: a foreign word is more likely a name than a term
+    if medical or not word[:1].isalpha():
+        return None
+    parts = [p for p in word.split("-") if p]
+    start = _sentence_start(text, tok.start)
+    if len(word) <= 3 and (word.isupper() or (len(word) == 1 and text[tok.end:tok.end + 1] == ".")) and \
+            not caps_line:
+        return _initial_kind(text, toks, i, word, f, start, nxt, prv)  # K, MS, JLF, G.L.
+    if len(word) <= 3 and word.islower() and _SIGNATURE_GAP.search(text, max(0, tok.start - 8), tok.start) and \
+            _LINE_END.match(text, tok.end) and not _allowed_lower(f):
+        return "NAME"  # "-- mz" closing a note
+    if caps_line or not word[:1].isupper() or not (word[1:].islower() or _NAME_PREFIX.match(word)) or \
+            "-" in word and not all(p[:1].isupper() for p in parts):
+        return None  # only Title-case words (and McName forms); not KCl, PharmD, ADLs
+    if text[tok.end:tok.end + 1] == ":" or f in _CAPITAL_OK or f in _WEEKDAYS or f in name_words().stop or \
+            f in _FIELD_WORDS or f in clinical_abbreviations():
+        return None  # "Plan:", "I", "Emergency Department", "Member ID"
+    nw = name_words()
+    if any(fold(p) in nw.eponyms for p in parts) and (_eponym_as_term(text, toks, i, nw) or not any(
+            fold(p) in lexicon_names() or fold(p) in ambiguous_names() for p in parts)):
+        return None  # Mallampati II, Cheyne-Stokes: an eponym that is no name or is used as a term
+    named = any(fold(p) in lexicon_names() or fold(p) in ambiguous_names() for p in parts)
+    if start:
+        if named and f not in _MODAL_WORDS and not _allowed_stem_only(f):
+            return "NAME"  # "Phil called", "Skye to follow up": a name list word opening a line
+        return None
+    if all(fold(p) in medical_words() or is_medical(fold(p)) or fold(p) in _CAPITAL_OK for p in parts):
+        return None
+    return "NAME" if named else _name_or_place(f)  # a capitalised word mid-sentence: a proper noun
+
+
+def _allowed_stem_only(f: str) -> bool:
+    """A sentence-opening word that is a very common English word first (The, This, Patient) even if a name."""
+    return f in _common_top() and f not in ambiguous_names() and f not in lexicon_names()
+
+
+def _name_or_place(f: str) -> str:
+    if f in lexicon_names() or f in ambiguous_names():
+        return "NAME"
+    if f in place_words()[0] or f in place_words()[1]:
+        return "ADDRESS"
+    return "OTHER"
+
+
+def _initial_kind(text: str, toks: list[_Tok], i: int, word: str, f: str, start: bool, nxt: _Tok | None,
+                  prv: _Tok | None) -> str | None:
+    """1-3 capital letters or a dotted initial: an abbreviation when medical, else a person's initials."""
+    if f in medical_words() or f in _UNITS or f in _CAPITAL_OK or _ROMAN.fullmatch(word) or f in _MONTH_WORDS or \
+            f in clinical_abbreviations() or f in _FIELD_WORDS:
+        return None
+    if f in _LABELS and nxt is not None and nxt.number:
+        return None  # K 4.1
+    if word == "A" and start:
+        return None  # the article
+    for other in (prv, nxt):
+        if other is not None and not other.number and fold(other.text) in (_LETTER_CONTEXT | _TERM_WORDS):
+            return None  # hepatitis B, type A, B lines
+    if len(word) == 1 and nxt is not None and (nxt.number or nxt.text.islower()):
+        return None  # "R knee", "B symptoms", "A fib": a letter that qualifies the next word
+    return "NAME"
+
+
+_RUN_GAP = re.compile(r"[ \t]|[ \t]?-[ \t]?|\.[ \t]?")
+
+
+def _extend_runs(text: str, toks: list[_Tok]) -> None:
+    """When one word of a run of capitalised words is redacted as a name or place, the whole run goes with it
+    ("Maya Shapiro-Okafor", "Rex Delmont Crabtree", "quận Hai Bà Trưng")."""
+    i = 0
+    n = len(toks)
+    while i < n:
+        j = i
+        while j < n and not toks[j].number and (toks[j].text[:1].isupper() or _has_non_ascii_letter(toks[j].text)) \
+                and (j == i or _run_joined(text, toks[j - 1], toks[j])):
+            j += 1
+        if j - i >= 2:
+            kinds = [t.kind for t in toks[i:j]]
+            kind = next((k for k in ("NAME", "ADDRESS", "OTHER") if k in kinds), None)
+            if kind:
+                for t in toks[i:j]:
+                    f = fold(t.text)
+                    if t.kind is None and not (len(f) >= 4 and f in medical_words()) and not _furniture(f) and \
+                            text[t.end:t.end + 1] != ":" and f not in _WEEKDAYS and f not in _MONTH_WORDS:
+                        t.kind = kind
+        i = max(j, i + 1)
+
+
+def _furniture(f: str) -> bool:
+    return f in _CAPITAL_OK or f in _FIELD_WORDS or f in clinical_abbreviations() or f in name_words().stop
+
+
+def _run_joined(text: str, a: _Tok, b: _Tok) -> bool:
+    gap = text[a.end:b.start]
+    if gap.startswith("."):
+        return len(a.text) == 1  # "J. Smith", not a sentence end
+    return _RUN_GAP.fullmatch(gap) is not None
+
+
+def _numbers_in_context(text: str, toks: list[_Tok]) -> None:
+    """A number within one token of a redacted word, or of a date, address or identifier word, belongs to it;
+    numbers grouped by hyphens or spaces with four digits or more are an identifier; 90-99 after an age word is
+    an age. A number with a clinical label before it or a unit after it is left to its label."""
+    n = len(toks)
+    for i, tok in enumerate(toks):
+        c = tok.text
+        if not tok.number or tok.kind or not re.fullmatch(r"[\d\-./,]+", c):
+            continue  # plain numbers only: 66M, x6, DM2 are shorthand
+        nxt = _next_word(text, toks, i)
+        unit_after = text[tok.end:tok.end + 1] in ("%", "\u00b0") or (
+            nxt is not None and not nxt.number and fold(nxt.text) in _UNITS)
+        label = _prev_word(text, toks, i)
+        clinical = unit_after or (label is not None and not label.number and (
+            fold(label.text) in _LABELS or fold(label.text) in medical_words()))
+        raw_prev = toks[i - 1] if i and re.fullmatch(r"[ \t]{1,3}", text[toks[i - 1].end:tok.start]) else None
+        if c.isdigit() and len(c) <= 2 and int(c) >= 90 and raw_prev is not None and \
+                fold(raw_prev.text) in _AGE_WORDS and not clinical:
+            tok.kind = "AGE"
+            continue
+        if clinical and not any(0 <= j < n and not toks[j].number and _date_word(toks[j].text) and
+                                _near(text, toks, min(i, j), max(i, j)) for j in (i - 2, i - 1)):
+            continue  # a unit or label explains it, unless a month word stands before it ("7 lipca 2026 in")
+        if "-" in c and re.fullmatch(r"[\d\-]+", c) and sum(ch.isdigit() for ch in c) >= 4:
+            tok.kind = "ID"  # 30-105, 263-2
+            continue
+        kind = None
+        for j in (i - 1, i + 1, i - 2, i + 2):
+            if not 0 <= j < n or not _near(text, toks, min(i, j), max(i, j)):
+                continue
+            other = toks[j]
+            if other.kind and (not other.number or other.kind != "OTHER"):
+                kind = other.kind if other.kind != "OTHER" else "ID"
+            elif not other.number:
+                f = fold(other.text)
+                if _date_word(other.text):
+                    kind = "DATE"
+                elif f in _ADDRESS_WORDS:
+                    kind = "ADDRESS"
+                elif f in _ID_WORDS:
+                    kind = "ID"
+            elif c.isdigit() and other.text.isdigit() and abs(i - j) == 1 and \
+                    len(c) + len(other.text) >= 4 and re.fullmatch(r"[ \t]", text[toks[min(i, j)].end:
+                                                                                 toks[max(i, j)].start]):
+                kind = "ID"  # 4418 20077
+            if kind:
+                break
+        tok.kind = kind
+
+
+def _date_word(word: str) -> bool:
+    f = fold(word)
+    return f in _MONTH_WORDS or f in _FOREIGN_MONTHS or word.lower() in _VIETNAMESE_DATE
+
+
+def _near(text: str, toks: list[_Tok], a: int, b: int) -> bool:
+    """Tokens a < b are within one token of each other on one line, joined by short gaps (no sentence end)."""
+    for k in range(a, b):
+        gap = text[toks[k].end:toks[k + 1].start]
+        if len(gap) > 3 or "\n" in gap or re.search(r"[.;!?)]\s", gap + " ") and "." in gap and \
+                not (len(toks[k].text) <= 2 and not toks[k].number):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- numbers

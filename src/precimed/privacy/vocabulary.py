@@ -167,6 +167,13 @@ def medical_words() -> frozenset[str]:
     return frozenset(fold(w) for group in data["words"].values() for w in group.split())
 
 
+@cache
+def clinical_abbreviations() -> frozenset[str]:
+    """Clinical abbreviations the allowlist mode keeps when written in capitals (``abbreviations`` in the
+    medical vocabulary file; not medical words: the strict mode does not read them)."""
+    return frozenset(fold(w) for w in _data("medical_vocabulary.yaml")["abbreviations"].split())
+
+
 def is_medical(folded: str) -> bool:
     """A shipped medical word, or a word with a clinical suffix (at least 6 letters)."""
     if folded in medical_words():
