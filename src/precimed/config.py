@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from precimed import expressions
 from precimed.errors import ConfigError
+from precimed.limits import read_user_text
 
 
 class _Strict(BaseModel):
@@ -429,7 +430,7 @@ def load_config(path: Path | str) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_user_text(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, source=str(path), base_dir=path.parent)

@@ -17,7 +17,7 @@ import yaml
 from helpers import PIMA, fast
 from precimed.csvio import csv_bytes, escape_cell
 from precimed.data import read_table
-from precimed.data.files import DEFAULT_MAX_INPUT_BYTES, MAX_INPUT_ENV, max_input_bytes
+from precimed.limits import DEFAULT_MAX_INPUT_BYTES, MAX_INPUT_ENV, max_input_bytes
 from precimed.errors import ConfigError, DataError
 
 
@@ -267,3 +267,38 @@ def test_json_reading_still_keeps_integers_and_nulls(tmp_path):
     path.write_text(json.dumps([{"id": 12345678901234567890, "age": None}, {"id": -5, "age": 60}]))
     df = read_table(path)
     assert df["id"].tolist() == [12345678901234567890, -5] and df["age"].isna().tolist() == [True, False]
+
+
+# ----- every other file a user names is bounded too (run configs, patient files, VCFs, gzip bombs) ------------------
+def test_an_oversized_run_config_is_refused_before_it_is_read(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv(MAX_INPUT_ENV, "1000")
+    config = tmp_path / "big.yaml"
+    config.write_text("name: x\n" + "# padding\n" * 200)
+    line = _one_line(*run_cli("train", config, "--out", tmp_path / "run")[::2])
+    assert "big.yaml" in line and "over the input limit of 1,000 bytes" in line
+
+
+def test_an_oversized_patient_file_is_refused_by_plan(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv(MAX_INPUT_ENV, "1000")
+    patient = tmp_path / "patient.json"
+    patient.write_text('{"facts": {"age": 50}, "pad": "' + "x" * 2000 + '"}')
+    code, _, err = run_cli("plan", "--patient", patient, "--out", tmp_path / "plan")
+    line = _one_line(code, err)
+    assert "patient.json" in line and "over the input limit" in line
+
+
+def test_a_gzip_bomb_posing_as_a_vcf_is_one_line_naming_the_file_not_its_folder(run_cli, tmp_path, monkeypatch):
+    """A 10 KB .vcf.gz that decompresses to 10 MB, against a 1 MB limit: refused while decompressing."""
+    import gzip
+
+    monkeypatch.setenv(MAX_INPUT_ENV, str(1_000_000))
+    bomb = tmp_path / "bomb.vcf.gz"
+    with gzip.open(bomb, "wb") as fh:
+        fh.write(b"##fileformat=VCFv4.2\n" + b"#" * 10_000_000)
+    assert bomb.stat().st_size < 100_000
+    patient = tmp_path / "patient.json"
+    patient.write_text('{"facts": {"age": 50}}')
+    code, _, err = run_cli("plan", "--patient", patient, "--genotypes", bomb, "--out", tmp_path / "plan")
+    line = _one_line(code, err)
+    assert "bomb.vcf.gz" in line and "decompresses to more than the input limit" in line
+    assert str(tmp_path) not in line

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -28,41 +27,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from precimed.errors import ConfigError, DataError, SchemaError
+from precimed.errors import DataError, SchemaError
+from precimed.limits import check_input_size
 
 ACCEPTED_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")
 MISSING_TEXT = ("", "NA", "NaN", "null")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
-MAX_INPUT_ENV = "PRECIMED_MAX_INPUT_BYTES"
-DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
 MAX_CSV_FIELD = 131_072  # the csv module's own default limit, kept: a longer cell is an error, not a slowdown
 MAX_INT_DIGITS = 20  # 2**64 has 20 digits: a longer integer is no measurement (write identifiers as text)
 MAX_CSV_DIGITS = 100  # CSV has no types: a run of digits longer than any code or number is refused
 _LONG_INTEGER = re.compile(rf"^[+-]?\d{{{MAX_CSV_DIGITS + 1},}}$")
-
-
-def max_input_bytes() -> int:
-    """The largest input file read, in bytes: ``PRECIMED_MAX_INPUT_BYTES`` when set, else 100 MiB."""
-    text = os.environ.get(MAX_INPUT_ENV, "").strip()
-    if not text:
-        return DEFAULT_MAX_INPUT_BYTES
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{MAX_INPUT_ENV}={text[:40]!r}: expected a whole number of bytes ≥ 1, e.g. 500000000")
-    return value
-
-
-def check_input_size(p: Path, limit: int | None = None) -> int:
-    """The size of ``p`` in bytes, refused (before any byte is read) when over ``limit`` (default: the setting)."""
-    limit = max_input_bytes() if limit is None else limit
-    size = p.stat().st_size
-    if size > limit:
-        raise DataError(f"{p}: the file is {size:,} bytes, over the input limit of {limit:,} bytes; "
-                        f"split it, or raise {MAX_INPUT_ENV} if this machine has the memory")
-    return size
 
 
 def read_table(path: str | Path, *, max_bytes: int | None = None) -> pd.DataFrame:

@@ -33,6 +33,7 @@ import yaml
 
 from precimed.data.files import read_table
 from precimed.errors import ConfigError, DataError, SchemaError
+from precimed.limits import read_user_text
 from precimed.schema import as_numeric, examples, require_columns
 
 __all__ = [
@@ -156,7 +157,7 @@ def _bundle_dict(bundle: Any) -> dict:
         path = Path(bundle)
         if not path.is_file():
             raise DataError(f"{path}: FHIR bundle file not found")
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_user_text(path, encoding="utf-8-sig")
         where = str(path)
     else:
         text, where = str(bundle), "FHIR bundle"
@@ -379,7 +380,7 @@ def load_unit_table(path: str | Path | None = None) -> UnitTable:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: unit table not found")
-    return _parse_table(yaml.safe_load(path.read_text(encoding="utf-8")), where=str(path))
+    return _parse_table(yaml.safe_load(read_user_text(path)), where=str(path))
 
 
 def loinc_mapping(table: UnitTable | None = None) -> dict[str, str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from precimed.errors import DataError
+from precimed.limits import read_user_text
 from precimed.planning.drugs import drug_vocabulary
 from precimed.planning.factschema import FactSchema, Issue
 
@@ -40,7 +41,7 @@ def load_patient(path: Path | str) -> Patient:
     """Read a patient file (see ``examples/patients/``). Unknown top-level keys are refused by name."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_user_text(path))
     except OSError as exc:
         raise DataError(f"{path}: cannot read the patient file ({exc})", column="patient") from None
     except json.JSONDecodeError as exc:

@@ -22,7 +22,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from precimed.errors import RuleError
+from precimed.errors import DataError, RuleError
+from precimed.limits import read_user_text
 
 #: The packaged knowledge folder.
 KNOWLEDGE = Path(__file__).resolve().parent / "knowledge"
@@ -54,8 +55,8 @@ def read_yaml(path: Path | str) -> Any:
     if name is not None:
         return load_knowledge(name)
     try:
-        text = path.read_text()
-    except OSError as exc:
+        text = read_user_text(path)
+    except (OSError, DataError) as exc:
         raise RuleError(f"{path}: cannot read ({exc})") from None
     return parse_yaml(text, origin=str(path))
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from precimed.errors import DataError
+from precimed.limits import read_user_text
 from precimed.planning.phenotypes import (
     INDETERMINATE,
     GeneResult,
@@ -190,12 +191,10 @@ def _vcf_text(source: str | Path) -> tuple[str, str]:
     path = Path(source)
     if not path.is_file():
         raise DataError(f"{path.name}: no such VCF file", column="vcf")
-    if path.suffix == ".gz":
-        import gzip
-
-        with gzip.open(path, "rt") as fh:
-            return fh.read(), path.name
-    return path.read_text(), path.name
+    try:  # within the input limit, a .gz one decompressed too (a gzip bomb is one line, not the machine)
+        return read_user_text(path), path.name
+    except DataError as exc:
+        raise DataError(str(exc).replace(str(path), path.name, 1), column="vcf") from None
 
 
 def _genotype(f: list[str], v: Variant, idx: int, *, where: str) -> VcfCall:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from precimed.errors import DataError
+from precimed.limits import read_user_text
 from precimed.privacy.notes import PHI_TYPES, KnownIdentifiers, NotesMode, Span, detect_phi
 
 _MARK = re.compile(r"\[\[([A-Z]+)\|(.+?)\]\]")
@@ -74,7 +75,7 @@ def load_labelled(path: str | Path) -> list[LabelledText]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: labelled note file not found")
-    return parse_labelled(p.read_text(encoding="utf-8"), where=str(p))
+    return parse_labelled(read_user_text(p), where=str(p))
 
 
 def evaluate_labelled(notes: Sequence[LabelledText], mode: NotesMode = "strict", *,

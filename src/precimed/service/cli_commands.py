@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from precimed import jsonio
 from precimed.errors import ConfigError
+from precimed.limits import check_input_size
 from precimed.service.app import configure_logging
 from precimed.service.audit import AuditLog
 from precimed.service.auth import TokenStore, check_role
@@ -113,6 +114,7 @@ def registry_add(registry: Path | str, bundle: Path | str, *, name: str | None =
             path = Path(fhir_mapping)
             if not path.is_file():
                 raise ConfigError(f"{path}: no such FHIR mapping file")
+            check_input_size(path)
             mapping = path.read_bytes()
             parse_mapping(mapping, load_bundle(bundle).features)
         return o.registry.add(bundle, name=name, fhir_mapping=mapping, actor=_actor(), role=CLI_ROLE).to_dict()

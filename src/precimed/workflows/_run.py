@@ -23,6 +23,7 @@ from precimed.csvio import csv_bytes
 from precimed.data import dataset_info, list_datasets, load_dataset, read_table
 from precimed.errors import ConfigError, DataError
 from precimed.jsonio import dumps, dumps_lines
+from precimed.limits import read_user_text
 
 if TYPE_CHECKING:  # annotations only: the monitor and plan recipes import this module without torch or scikit-learn
     from precimed.bundle import Bundle
@@ -86,7 +87,7 @@ def resolve_source(data: str, cfg: RunConfig) -> SourceConfig:
     path = Path(data)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         try:
-            return SourceConfig.model_validate(yaml.safe_load(path.read_text()))
+            return SourceConfig.model_validate(yaml.safe_load(read_user_text(path)))
         except (ValidationError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: not a valid source spec ({exc})") from None
     for known in (cfg.data.test, cfg.data.train):
