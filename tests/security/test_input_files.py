@@ -302,3 +302,19 @@ def test_a_gzip_bomb_posing_as_a_vcf_is_one_line_naming_the_file_not_its_folder(
     line = _one_line(code, err)
     assert "bomb.vcf.gz" in line and "decompresses to more than the input limit" in line
     assert str(tmp_path) not in line
+
+
+def test_the_python_api_refuses_an_output_over_its_input_too(tmp_path):
+    """Not only the CLI: `precimed.workflows.predict_file` / `explain_file` (what the Python API calls) refuse
+    before reading, and the input survives."""
+    from precimed.errors import ConfigError
+    from precimed.workflows.explaining import explain_file
+    from precimed.workflows.predicting import predict_file
+
+    data = tmp_path / "patients.csv"
+    data.write_text("id,age\n1,50\n")
+    with pytest.raises(ConfigError, match="never overwrites an input"):
+        predict_file(tmp_path / "bundle", data, data)
+    with pytest.raises(ConfigError, match="never overwrites an input"):
+        explain_file(tmp_path / "bundle", data, tmp_path / "out.json", plots=tmp_path)
+    assert data.read_text() == "id,age\n1,50\n"

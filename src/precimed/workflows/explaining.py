@@ -20,7 +20,7 @@ from precimed.data import read_table
 from precimed.errors import ConfigError
 from precimed.evaluate import beeswarm_or_bar_png, describe_rows, explain_rows, global_importance, waterfall_png
 from precimed.jsonio import write_json
-from precimed.workflows._run import typed_patients
+from precimed.workflows._run import check_outputs_apart, typed_patients
 
 SCALES = {"binary": "probability", "survival": "log-hazard", "regression": "value"}
 
@@ -81,6 +81,7 @@ def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
 def explain_file(bundle_dir: Path, input_path: Path, output: Path, *, plots: Path | None = None,
                  model: str | None = None, top_k: int = 5) -> list[dict]:
     """`precimed explain`: JSON with each patient's explanation; waterfall PNGs per patient with `plots`."""
+    check_outputs_apart({"output": output, "plots": plots}, {"bundle": bundle_dir, "input": input_path})
     bundle = load_bundle(bundle_dir)
     rows = explain_frame(bundle, read_table(input_path), model=model, top_k=top_k, where=str(input_path))
     if plots is not None:

@@ -13,7 +13,13 @@ import pandas as pd
 from precimed.bundle import Bundle, load_bundle
 from precimed.data import read_table
 from precimed.data.longitudinal import read_observations
-from precimed.workflows._run import check_table_path, prediction_columns, typed_patients, write_table
+from precimed.workflows._run import (
+    check_outputs_apart,
+    check_table_path,
+    prediction_columns,
+    typed_patients,
+    write_table,
+)
 from precimed.workflows.sequence import predict_sequence_frame
 
 
@@ -49,6 +55,8 @@ def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Pa
     ``observations_path`` gives long-format observations for runs trained on them.
     """
     output_path = check_table_path(output_path)
+    check_outputs_apart({"output": output_path}, {"bundle": bundle_dir, "input": input_path,
+                                                  "observations": observations_path})
     bundle = load_bundle(bundle_dir)
     frame = read_table(input_path)
     if bundle.sequence_preprocessor is not None:
