@@ -183,3 +183,14 @@ def test_http_a_trailing_slash_never_redirects_to_the_host_header(service, path)
         "Host": "evil.example", **service.auth("clinician")}, follow_redirects=False)
     assert r.status_code == 404 and "location" not in r.headers
     assert "evil.example" not in r.text
+
+
+def test_the_service_bounds_come_from_its_settings(tmp_path, pima_bundles):  # noqa: F811
+    """The patient, stream and idle bounds are operator settings (PRECIMED_MAX_VITAL_STREAMS, …), not constants."""
+    from precimed.service.settings import ServiceSettings
+
+    svc = start(tmp_path, pima_bundles, max_monitored_patients=7, max_vital_streams=3, vitals_idle_hours=0.5)
+    vitals = svc.container.vitals
+    assert (vitals.max_patients, vitals.max_streams, vitals.max_idle_seconds) == (7, 3, 1800.0)
+    assert ServiceSettings(registry=tmp_path).max_vital_streams == 16  # the documented defaults
+    assert ServiceSettings(registry=tmp_path).vitals_idle_hours == 72.0

@@ -76,7 +76,9 @@ class Container:
                                          verify_interval=settings.bundle_recheck_seconds),
                        tokens=TokenStore(db, audit),
                        limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-                       metrics=Metrics(), vitals=VitalsMonitors(settings.max_monitored_patients))
+                       metrics=Metrics(),
+                       vitals=VitalsMonitors(settings.max_monitored_patients, max_streams=settings.max_vital_streams,
+                                             max_idle_seconds=settings.vitals_idle_hours * 3600.0))
         except SQLAlchemyError as exc:
             db.dispose()
             raise DatabaseUnavailable(f"database {redact(settings.database_url)}: {describe(exc)}") from None

@@ -1,11 +1,12 @@
 """Service settings: one typed object that `create_app` and `precimed serve` share.
 
 Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no setup: the database is a SQLite
-file in the registry folder. `from_env` reads the few knobs an operator may want to change without code
-(PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS,
-PRECIMED_MAX_MONITORED_PATIENTS, and the audit trail's PRECIMED_AUDIT_KEY_FILE, PRECIMED_AUDIT_CHECKPOINTS,
-PRECIMED_AUDIT_CHECKPOINTS_MIRROR, PRECIMED_AUDIT_CHECKPOINT_EVERY, and the server-side evaluation's
-PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES).
+file in the registry folder. `from_env` reads the few knobs
+an operator may want to change without code: PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST,
+PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS; the vital-sign monitors' PRECIMED_MAX_MONITORED_PATIENTS,
+PRECIMED_MAX_VITAL_STREAMS and PRECIMED_VITALS_IDLE_HOURS; the audit trail's PRECIMED_AUDIT_KEY_FILE,
+PRECIMED_AUDIT_CHECKPOINTS, PRECIMED_AUDIT_CHECKPOINTS_MIRROR and PRECIMED_AUDIT_CHECKPOINT_EVERY; and the
+server-side evaluation's PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES.
 
 The audit key and checkpoint file default to the registry folder. That keeps a fresh install working, but an
 attacker who can write the folder can also read the key: in production put the key (and a mirror of the
@@ -40,6 +41,10 @@ class ServiceSettings(BaseModel):
     max_observations: int = Field(default=10_000, ge=1, description="vital-sign observations per request")
     max_monitored_patients: int = Field(default=10_000, ge=1, description="patients whose vital-sign episode state "
                                         "is kept in memory (per worker); the least recently seen is forgotten first")
+    max_vital_streams: int = Field(default=16, ge=1, le=1_000, description="model × version × threshold streams "
+                                   "of vital-sign monitors followed at once; the oldest goes with its patients")
+    vitals_idle_hours: float = Field(default=72.0, gt=0, description="a patient with no vital signs for this long "
+                                     "is forgotten by the monitors (an episode restarts)")
     rate_per_minute: float = Field(default=600.0, gt=0, description="sustained requests per minute per token")
     rate_burst: int = Field(default=60, ge=1, description="requests a token may make at once before throttling")
     sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
@@ -95,6 +100,8 @@ class ServiceSettings(BaseModel):
             "max_body_bytes": os.environ.get("PRECIMED_MAX_BODY_BYTES"),
             "max_patients": os.environ.get("PRECIMED_MAX_PATIENTS"),
             "max_monitored_patients": os.environ.get("PRECIMED_MAX_MONITORED_PATIENTS"),
+            "max_vital_streams": os.environ.get("PRECIMED_MAX_VITAL_STREAMS"),
+            "vitals_idle_hours": os.environ.get("PRECIMED_VITALS_IDLE_HOURS"),
             "audit_key_file": os.environ.get("PRECIMED_AUDIT_KEY_FILE"),
             "audit_checkpoints": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS"),
             "audit_checkpoints_mirror": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS_MIRROR"),
