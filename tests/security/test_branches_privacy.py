@@ -452,3 +452,26 @@ def test_an_all_missing_column_has_no_time_of_day_and_two_text_formats_both_pars
 def test_the_year_of_a_fhir_date_is_its_first_four_digits():
     assert [fhir_year(v) for v in ("2021", "2021-03", "2021-03-14T10:00:00Z", "21-03", "x")] == [
         "2021", "2021", "2021", None, None]
+
+
+# ------------------------------------------------------------------------------------ exact values of the helpers
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1940", date(1940, 1, 1)), ("1940-06", date(1940, 6, 1)), ("1940-06-15", date(1940, 6, 15)),
+    ("1940-06-15T10:30:00Z", date(1940, 6, 15)), ("1940-13", None), ("1940-02-30", None), ("June 1940", None),
+])
+def test_a_fhir_date_of_each_precision_is_read_as_its_first_day_and_a_bad_one_as_none(value, expected):
+    from precimed.privacy.dates import parse_fhir_date
+
+    assert parse_fhir_date(value) == expected
+
+
+@pytest.mark.parametrize(("born", "at", "years"), [
+    (date(1940, 6, 15), date(2030, 6, 15), 90),   # the birthday itself: a year older that day
+    (date(1940, 6, 15), date(2030, 6, 14), 89),   # the day before: not yet
+    (date(1940, 6, 15), date(2030, 7, 1), 90),
+    (date(1940, 2, 29), date(2030, 2, 28), 89),   # a 29 February birthday in a common year: not until 1 March
+])
+def test_age_in_whole_years_counts_the_birthday_itself(born, at, years):
+    assert age_in_years(born, at) == years
