@@ -510,10 +510,17 @@ def _covered(g: Span, pred: Sequence[Span]) -> bool:
     return not chars
 
 
+def score_table(results: dict[str, dict[str, float]], columns: Sequence[tuple[str, str, int, str]]) -> str:
+    """A plain-text table, one row per type: `columns` are (key, header, width, format) after the type column;
+    the one formatter of the notes' scoring tables."""
+    lines = [f"{'type':8} " + " ".join(f"{header:>{width}}" for _, header, width, _ in columns)]
+    for kind, r in results.items():
+        lines.append(f"{kind:8} " + " ".join(f"{r[key]:{width}{fmt}}" for key, _, width, fmt in columns))
+    return "\n".join(lines)
+
+
 def format_table(results: dict[str, dict[str, float]]) -> str:
     """A plain-text table of :func:`evaluate_notes` results."""
-    lines = [f"{'type':8} {'gold':>6} {'pred':>6} {'precision':>9} {'recall':>7} {'f1':>6} {'leak_recall':>11}"]
-    for kind, r in results.items():
-        lines.append(f"{kind:8} {r['gold']:6d} {r['predicted']:6d} {r['precision']:9.3f} {r['recall']:7.3f} "
-                     f"{r['f1']:6.3f} {r['leak_recall']:11.3f}")
-    return "\n".join(lines)
+    return score_table(results, [("gold", "gold", 6, "d"), ("predicted", "pred", 6, "d"),
+                                 ("precision", "precision", 9, ".3f"), ("recall", "recall", 7, ".3f"),
+                                 ("f1", "f1", 6, ".3f"), ("leak_recall", "leak_recall", 11, ".3f")])

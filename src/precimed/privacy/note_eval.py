@@ -22,6 +22,7 @@ from pathlib import Path
 
 from precimed.errors import DataError
 from precimed.limits import read_user_text
+from precimed.privacy.note_corpus import score_table
 from precimed.privacy.notes import PHI_TYPES, KnownIdentifiers, NotesMode, Span, detect_phi
 
 _MARK = re.compile(r"\[\[([A-Z]+)\|(.+?)\]\]")
@@ -132,11 +133,9 @@ def false_positives(notes: Sequence[LabelledText], mode: NotesMode = "strict") -
 
 def format_results(results: dict[str, dict[str, float]]) -> str:
     """A plain-text table of :func:`evaluate_labelled` results."""
-    lines = [f"{'type':8} {'gold':>5} {'recall':>7} {'typed':>6} {'pred':>5} {'precision':>9}"]
-    for kind, r in results.items():
-        lines.append(f"{kind:8} {r['gold']:5d} {r['recall']:7.3f} {r['typed_recall']:6.3f} {r['predicted']:5d} "
-                     f"{r['precision']:9.3f}")
-    return "\n".join(lines)
+    return score_table(results, [("gold", "gold", 5, "d"), ("recall", "recall", 7, ".3f"),
+                                 ("typed_recall", "typed", 6, ".3f"), ("predicted", "pred", 5, "d"),
+                                 ("precision", "precision", 9, ".3f")])
 
 
 def _overlap(a: Span, b: Span) -> bool:
