@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean imaging-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-data
 	$(BIN)/precimed demo --out runs/demo
 
+# Real images for the imaging runs and tests (issue 12): the pyradiomics 3.1.0 sdist's data/ (checked by sha256),
+# Debian's mricron-data (Colin27) and invesalius-examples (head CT). Fetched here, at install / test time, never at
+# run time; when it cannot be fetched the tests that need it are skipped with the reason.
+imaging-data:
+	@bash scripts/fetch_imaging_data.sh || echo "imaging data not fetched: the tests that need it are skipped"
+
 # The service tests also run against a real PostgreSQL: scripts/start_postgres.sh installs it with apt if
 # missing and starts a throwaway cluster under /tmp; that cluster (only) is stopped after the tests.
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev imaging-data
 	@url=$$(bash scripts/start_postgres.sh 2>.postgres.log) || { url=""; \
 	  echo "PostgreSQL did not start (see .postgres.log): its tests are skipped with the reason"; }; \
 	$(BIN)/lint-imports --no-cache && PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; \

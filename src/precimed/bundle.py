@@ -4,6 +4,9 @@ bundle/
   metadata.json        task, feature schema (units, ranges), training data, metrics, versions, hashes
   preprocessor.json    fitted preprocessing state (JSON, not a pickle)
   sequence_preprocessor.json   sequence runs only: the fitted SequencePreprocessor state (JSON)
+  image_preprocessor.json      imaging runs only: the fitted ImagePreprocessor state (JSON: resampling, crop,
+                               window and normalisation fitted on the training images); an imaging run without
+                               tabular features has no preprocessor.json
   explain_background.json      SHAP background: 100 encoded training rows with each feature's block shuffled
                                across rows, so no stored row is a real patient's record
   model_card.md        the model card
@@ -32,11 +35,13 @@ from precimed.config import FeatureConfig, RunConfig, TaskConfig, parse_config
 from precimed.errors import ArtifactError, ConfigError
 from precimed.jsonio import dumps, plain
 from precimed.preprocess import TabularPreprocessor
+from precimed.preprocess.images import ImagePreprocessor
 from precimed.preprocess.temporal import SequencePreprocessor
 from precimed.train.catalogue import class_named
 
 BUNDLE_FORMAT = 1
 SEQUENCE_STATE = "sequence_preprocessor.json"
+IMAGE_STATE = "image_preprocessor.json"
 BACKGROUND = "explain_background.json"
 LIBRARIES = ("torch", "scikit-learn", "lightgbm", "lifelines", "numpy", "pandas", "pydantic")
 
@@ -66,10 +71,11 @@ class Bundle:
 
     path: Path
     metadata: dict
-    preprocessor: TabularPreprocessor
+    preprocessor: TabularPreprocessor | None
     models: dict[str, Any]
     sequence_preprocessor: SequencePreprocessor | None = None
     background: np.ndarray | None = None
+    image_preprocessor: ImagePreprocessor | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -120,14 +126,21 @@ class Bundle:
         return f"{self.metadata['name']}@{self.metadata['metadata_sha256'][:12]}"
 
 
-def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPreprocessor, models: dict[str, Any],
-                metadata: dict, sequence_preprocessor: SequencePreprocessor | None = None,
-                background: np.ndarray | None = None, extra_files: dict[str, bytes] | None = None) -> Path:
+def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPreprocessor | None,
+                models: dict[str, Any], metadata: dict, sequence_preprocessor: SequencePreprocessor | None = None,
+                background: np.ndarray | None = None, extra_files: dict[str, bytes] | None = None,
+                image_preprocessor: ImagePreprocessor | None = None) -> Path:
     """Write a bundle into `directory`, which must not exist yet (callers write into a temporary run folder)."""
     directory = Path(directory)
+    if preprocessor is None and image_preprocessor is None:
+        raise ArtifactError("a bundle needs a tabular or an image preprocessor")
     directory.mkdir(parents=True, exist_ok=False)
     (directory / "models").mkdir()
-    files: dict[str, bytes] = {"preprocessor.json": dumps(preprocessor.to_state(), indent=1).encode()}
+    files: dict[str, bytes] = {}
+    if preprocessor is not None:
+        files["preprocessor.json"] = dumps(preprocessor.to_state(), indent=1).encode()
+    if image_preprocessor is not None:
+        files[IMAGE_STATE] = dumps(image_preprocessor.to_state(), indent=1).encode()
     if sequence_preprocessor is not None:
         files[SEQUENCE_STATE] = dumps(sequence_preprocessor.to_state(), indent=1).encode()
     if background is not None:
@@ -326,10 +339,16 @@ def load_bundle(directory: Path | str) -> Bundle:
     """Load and verify a bundle; refuse it if any file was altered, added to the record, or is missing."""
     directory = Path(directory)
     meta, blobs = verify_files(directory)
-    if "preprocessor.json" not in blobs:
+    if "preprocessor.json" not in blobs and IMAGE_STATE not in blobs:
         raise BundleInvalid(directory, "preprocessor.json is not in the hash list; refusing to load")
-    preprocessor = _decode("preprocessor.json", directory,
-                           lambda: TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"])))
+    preprocessor = None
+    if "preprocessor.json" in blobs:
+        preprocessor = _decode("preprocessor.json", directory,
+                               lambda: TabularPreprocessor.from_state(json.loads(blobs["preprocessor.json"])))
+    image_preprocessor = None
+    if IMAGE_STATE in blobs:
+        image_preprocessor = _decode(IMAGE_STATE, directory,
+                                     lambda: ImagePreprocessor.from_state(json.loads(blobs[IMAGE_STATE])))
     sequence_preprocessor = None
     if SEQUENCE_STATE in blobs:
         sequence_preprocessor = _decode(SEQUENCE_STATE, directory,
@@ -344,7 +363,7 @@ def load_bundle(directory: Path | str) -> Bundle:
             raise BundleInvalid(directory, f"model {name!r} has unknown class {str(info['class'])[:80]!r}")
         models[name] = _decode(f"model {name!r}", directory, lambda cls=cls, info=info: cls.from_state(
             json.loads(blobs[info["state"]]), {b: blobs[rel] for b, rel in info["blobs"].items()}))
-    return Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background)
+    return Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor)
 
 
 def _background(state: dict) -> np.ndarray:

@@ -21,7 +21,9 @@ KEY_METRICS = {
     "multiclass": ["accuracy", "f1_macro", "auroc_macro", "log_loss"],
     "regression": ["mae", "rmse", "r2"],
     "survival": ["c_harrell", "c_uno", "auc_mean", "ibs"],
+    "segmentation": ["dice", "dice_sd", "dice_min", "dice_max"],
 }
+IMAGE_METRICS = {"binary": ["auroc", "auprc", "brier"], "segmentation": ["dice"]}
 
 
 def _echo(message: str) -> None:
@@ -54,6 +56,9 @@ def _apart(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str |
 def print_metrics(doc: dict) -> None:
     """The comparison table: one row per model, key metrics with their bootstrap CIs."""
     task = doc["task"]
+    if doc.get("view") == "image" or "split" in doc and doc.get("data", {}).get("all"):
+        _print_image_metrics(doc)
+        return
     columns = list(KEY_METRICS[task])
     if task == "survival":
         columns[3:3] = [k for k in next(iter(doc["models"].values())) if k.startswith("auc_") and k != "auc_mean"]
@@ -72,6 +77,39 @@ def print_metrics(doc: dict) -> None:
     console.print(table)
 
 
+def _print_image_metrics(doc: dict) -> None:
+    """An imaging run's table: held-out patients, CIs resampling patients (or synthetic images)."""
+    task = doc["task"]
+    data = doc["data"]["all"]
+    level = int(round(doc["bootstrap"]["level"] * 100))
+    unit = doc["bootstrap"].get("resampled", "patients")
+    split = doc.get("split", {}).get("kind", "external")
+    table = Table(title=f"{doc['run']}: {task} of image slices, {data['patients']} patient(s), "
+                        f"{data.get('slices_scored', data['slices'])} slices, split {split}; {level}% CI resampling "
+                        f"{unit}, {doc['bootstrap']['replicates']} replicates")
+    columns = IMAGE_METRICS[task]
+    table.add_column("model")
+    for c in columns:
+        table.add_column(c, justify="right")
+    if task == "segmentation":
+        table.add_column("SD / min / max", justify="right")
+    for name, metrics in doc["models"].items():
+        extra = [f"{metrics['dice_sd']:.3f} / {metrics['dice_min']:.3f} / {metrics['dice_max']:.3f}"] \
+            if task == "segmentation" else []
+        table.add_row(name, *(_cell(metrics.get(c)) for c in columns), *extra)
+    for name, diffs in doc.get("comparisons", {}).items():
+        table.add_row(f"[dim]{name}[/dim]", *(_diff_cell(diffs.get(c)) for c in columns),
+                      *([""] if task == "segmentation" else []))
+    console.print(table)
+    sal = doc.get("saliency")
+    if sal:
+        console.print("Grad-CAM pointing game {:.3f} (random maps {:.3f}), IoU {:.3f} (random {:.3f}) on {} held-out "
+                      "lesion slices".format(sal["grad_cam"]["pointing_game"], sal["random"]["pointing_game"],
+                                             sal["grad_cam"]["iou"], sal["random"]["iou"], sal["positive_slices"]))
+    for note in doc.get("notes", []):
+        console.print(f"note: {note}", markup=False, highlight=False)
+
+
 @app.command()
 def datasets() -> None:
     """List the built-in real cohorts: size, task, outcome columns, source and license."""
@@ -85,6 +123,16 @@ def datasets() -> None:
         table.add_row(d.name, str(d.rows), d.task, outcome, d.treatment or "–", d.id_column, d.license,
                       d.source if len(d.source) <= 90 else d.source[:89] + "…")
     console.print(table)
+    from precimed.workflows import image_set_available, list_image_sets
+
+    images = Table(title="built-in image sets (fetched at install / test time by scripts/fetch_imaging_data.sh, "
+                         "never at run time)")
+    for col in ("name", "modality", "cases", "here", "licence", "citation", "how to get it"):
+        images.add_column(col, overflow="fold")
+    for s in list_image_sets():
+        images.add_row(s.name, s.modality, str(s.cases), "yes" if image_set_available(s.name) else "no", s.licence,
+                       s.citation, s.get)
+    console.print(images)
 
 
 @app.command()
@@ -107,14 +155,20 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
             output: Path = typer.Option(..., "--output", help="predictions file (.csv, .parquet, .json, .jsonl)"),
             model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
             allow_out_of_range: bool = typer.Option(
-                False, help="treat values outside the plausible range as missing instead of refusing")) -> None:
-    """Score new patients with a bundle."""
+                False, help="treat values outside the plausible range as missing instead of refusing"),
+            masks: Path | None = typer.Option(None, help="imaging segmentation bundles: write the lesion mask here "
+                                                         "(.nii.gz)"),
+            modality: str | None = typer.Option(None, help="imaging bundles: the image's modality (CT, MR, ...) "
+                                                           "when the file does not record it")) -> None:
+    """Score new patients with a bundle (imaging bundles: every slice of one image)."""
     from precimed.workflows.predicting import predict_file
 
-    _apart({"--output": output}, {"BUNDLE": bundle, "--input": input})
-    out = predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range)
+    _apart({"--output": output, "--masks": masks}, {"BUNDLE": bundle, "--input": input})
+    out = predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range, masks=masks,
+                       modality=modality)
     used = out["model"].iloc[0] if len(out) else model
-    console.print(f"{len(out)} patient(s) scored with {used} → {output}")
+    unit = "slice(s)" if "slice" in out.columns else "patient(s)"
+    console.print(f"{len(out)} {unit} scored with {used} → {output}")
 
 
 @app.command()
@@ -124,11 +178,19 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
             plots: Path | None = typer.Option(None, help="folder for one waterfall plot per patient"),
             model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
             top: int = typer.Option(5, help="contributing features listed per patient")) -> None:
-    """Each patient's prediction and the features that drove it, in the user's units."""
+    """Each patient's prediction and the features that drove it, in the user's units (imaging bundles: Grad-CAM and
+    occlusion overlays of the slices scored highest)."""
     from precimed.workflows.explaining import explain_file
 
     _apart({"--output": output, "--plots": plots}, {"BUNDLE": bundle, "--input": input})
     rows = explain_file(bundle, input, output, plots=plots, model=model, top_k=top)
+    if rows and "slice" in rows[0]:
+        for row in rows[:5]:
+            detail = f"p={row['probability']:.3f}" if "probability" in row else \
+                f"{row['lesion_pixels_model_grid']} lesion pixels"
+            console.print(f"slice {row['slice']}: {detail}")
+        console.print(f"{len(rows)} slice(s) explained → {output}" + (f"; overlays in {plots}" if plots else ""))
+        return
     for row in rows[:5]:
         top_line = "; ".join(f"{c['display']} ({c['contribution']:+.3f}, {c['direction']})"
                              for c in row["contributions"][:3])

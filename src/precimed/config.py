@@ -54,7 +54,7 @@ class DataConfig(_Strict):
     test: SourceConfig | None = None
 
 
-TaskKind = Literal["binary", "multiclass", "regression", "survival"]
+TaskKind = Literal["binary", "multiclass", "regression", "survival", "segmentation"]
 
 
 class TaskConfig(_Strict):
@@ -80,12 +80,17 @@ class TaskConfig(_Strict):
                 raise ValueError("a survival task needs 'horizons' (times at which AUC and Brier are reported)")
             if any(h <= 0 for h in self.horizons):
                 raise ValueError(f"horizons must be positive, got {self.horizons}")
+        elif self.kind == "segmentation":
+            if self.target is not None:
+                raise ValueError("a segmentation task reads its masks from the images: remove 'target'")
         elif not self.target:
             raise ValueError(f"a {self.kind} task needs a 'target' column")
         return self
 
     @property
     def label_columns(self) -> list[str]:
+        if self.kind == "segmentation":
+            return []
         return [self.time, self.event] if self.kind == "survival" else [self.target]  # type: ignore[list-item]
 
 
@@ -122,9 +127,10 @@ class FeatureConfig(_Strict):
 
 class SplitConfig(_Strict):
     """stratified: random split stratified on the outcome; grouped: no patient on both sides;
-    external: train on data.train, test on data.test."""
+    external: train on data.train, test on data.test; leave_one_patient_out (imaging runs): every patient is the
+    test set once, the others train, and the bundle's models are refit on every patient."""
 
-    kind: Literal["stratified", "grouped", "external"] = "stratified"
+    kind: Literal["stratified", "grouped", "external", "leave_one_patient_out"] = "stratified"
     test_fraction: float = Field(default=0.25, gt=0, lt=1)
     group: str | None = None
 
@@ -182,6 +188,50 @@ class SequenceModelConfig(_Strict):
         if "transformer" in self.kinds and self.hidden % self.heads:
             raise ValueError(f"hidden={self.hidden} must be divisible by heads={self.heads} for the transformer")
         return self
+
+
+class ImageCNNConfig(_Strict):
+    """The image classifier (``resnet`` and its variants): a small ResNet-style 2-D CNN; with tabular features
+    (``fusion``) its image embedding is joined with an embedding of the run's features."""
+
+    widths: list[int] = Field(default=[16, 32, 64], min_length=1, max_length=6)
+    blocks_per_stage: int = Field(default=1, ge=1, le=4)
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+    tabular_hidden: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+
+    @field_validator("widths")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(w <= 0 or w > 512 for w in v):
+            raise ValueError(f"widths must lie in [1, 512], got {v}")
+        return v
+
+
+class UNetConfig(_Strict):
+    """The U-Net segmenter (MONAI's UNet, 2-D), trained with Dice + cross-entropy."""
+
+    channels: list[int] = Field(default=[16, 32, 64, 128], min_length=2, max_length=6)
+    num_res_units: int = Field(default=1, ge=0, le=4)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    lesion_weight: float | Literal["balanced"] = "balanced"
+    batch_size: int = Field(default=16, ge=2)
+
+    @field_validator("channels")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(c <= 0 or c > 512 for c in v):
+            raise ValueError(f"channels must lie in [1, 512], got {v}")
+        return v
+
+
+class PixelGBMConfig(_Strict):
+    """The per-pixel LightGBM segmentation baseline on intensity / local-texture features."""
+
+    n_estimators: int = Field(default=200, ge=1, le=5000)
+    learning_rate: float = Field(default=0.05, gt=0)
+    num_leaves: int = Field(default=31, ge=2)
+    max_pixels: int = Field(default=200_000, ge=1000)
 
 
 class ModelsConfig(_Strict):
@@ -342,6 +392,85 @@ class EffectsConfig(_Strict):
 
 
 
+class AugmentConfig(_Strict):
+    """Augmentation of training images only (never of validation, test or scored images)."""
+
+    flip: bool = True
+    rotate_degrees: float = Field(default=10.0, ge=0, le=45)
+    intensity_jitter: float = Field(default=0.1, ge=0, le=1)
+    noise: float = Field(default=0.0, ge=0, le=1)
+
+
+class SyntheticLesionsConfig(_Strict):
+    """Synthetic lesions on real anatomy (``data.train.dataset: synthetic_lesions``): known masks for checks
+    real data cannot give. The backgrounds are real slices; the lesions and their masks are made up."""
+
+    n: int = Field(default=600, ge=20, le=20000)
+    radius_px: tuple[float, float] = (2.0, 8.0)
+    contrast: tuple[float, float] = (0.5, 3.0)
+    positive_fraction: float = Field(default=0.5, gt=0, lt=1)
+    texture: float = Field(default=0.3, ge=0, le=2)
+    per_source: int = Field(default=40, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> SyntheticLesionsConfig:
+        for name in ("radius_px", "contrast"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{name} must satisfy 0 < low <= high, got {[lo, hi]}")
+        return self
+
+
+class PretrainConfig(_Strict):
+    """Pretraining of the image classifier before fine-tuning on the run's own labelled cases.
+
+    The network is first trained on synthetic lesions inserted into real anatomy (``source: synthetic_lesions``,
+    labels known by construction), then fine-tuned on the training patients of each split: ``freeze`` lists
+    parameter groups kept fixed (``stem``, ``stage1``.., or ``backbone``), ``backbone_lr`` a smaller learning
+    rate for the unfrozen backbone. The run reports the fine-tuned model beside the same net trained from
+    scratch and the pretrained net applied without fine-tuning, on the same patient splits.
+    """
+
+    source: Literal["synthetic_lesions"] = "synthetic_lesions"
+    synthetic: SyntheticLesionsConfig = SyntheticLesionsConfig()
+    max_epochs: int = Field(default=15, ge=1)
+    freeze: list[str] = []
+    backbone_lr: float | None = Field(default=None, gt=0)
+
+
+class ImagesConfig(_Strict):
+    """The image inputs of an imaging run (``precimed train`` with ``images:``).
+
+    ``data.train`` names a built-in image set (``dataset: pyradiomics`` or ``synthetic_lesions``) or a manifest
+    table (``path``: columns ``patient_id``, ``image`` and optional ``mask``, ``label`` and tabular features; image
+    paths relative to the manifest's folder). Each volume is cut into 2-D slices (``context`` neighbouring slices
+    each side as extra channels: 2.5-D), resampled in-plane to ``spacing`` mm, centre-cropped / padded to
+    ``size``, windowed and normalised with intensity statistics fitted on the training images only.
+    ``label`` names the slice label: ``lesion_present`` (any mask pixel on the slice) or a manifest column.
+    """
+
+    spacing: tuple[float, float] | None = None
+    size: tuple[int, int] = (96, 96)
+    window: str | tuple[float, float] | None = "fit"
+    normalize: Literal["zscore", "none"] = "zscore"
+    context: int = Field(default=0, ge=0, le=3)
+    per_modality: bool = True
+    augment: AugmentConfig = AugmentConfig()
+    synthetic: SyntheticLesionsConfig | None = None
+    pretrain: PretrainConfig | None = None
+    max_slices_per_patient: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ImagesConfig:
+        if any(s < 16 or s > 1024 for s in self.size):
+            raise ValueError(f"size must lie in [16, 1024] pixels per side, got {list(self.size)}")
+        if self.spacing is not None and any(s <= 0 or s > 20 for s in self.spacing):
+            raise ValueError(f"spacing must lie in (0, 20] mm, got {list(self.spacing)}")
+        if isinstance(self.window, tuple) and self.window[1] <= 0:
+            raise ValueError(f"window width must be positive, got {self.window[1]}")
+        return self
+
+
 class RunConfig(_Strict):
     name: str
     description: str = ""
@@ -349,7 +478,7 @@ class RunConfig(_Strict):
     patient_id: str | None = None
     data: DataConfig
     task: TaskConfig
-    features: list[FeatureConfig] = Field(min_length=1)
+    features: list[FeatureConfig] = []
     split: SplitConfig = SplitConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
     models: ModelsConfig = ModelsConfig()
@@ -357,6 +486,31 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     effects: EffectsConfig | None = None
     sequence: SequenceConfig | None = None
+    images: ImagesConfig | None = None
+
+    @model_validator(mode="after")
+    def _images_consistent(self) -> RunConfig:
+        if self.images is None:
+            if not self.features:
+                raise ValueError("features: list at least one feature")
+            if self.task.kind == "segmentation":
+                raise ValueError("a segmentation task needs an 'images:' section")
+            if self.split.kind == "leave_one_patient_out":
+                raise ValueError("split kind 'leave_one_patient_out' is for imaging runs (with 'images:')")
+            return self
+        if self.sequence is not None or self.effects is not None:
+            raise ValueError("an imaging run cannot also have 'sequence:' or 'effects:'")
+        if self.task.kind not in ("binary", "segmentation"):
+            raise ValueError(f"an imaging run supports binary (slice label) and segmentation tasks, not "
+                             f"{self.task.kind}")
+        if self.split.kind == "stratified":
+            raise ValueError("an imaging run splits by patient, never by slice: set split.kind to 'grouped', "
+                             "'leave_one_patient_out' or 'external'")
+        if self.training.privacy is not None or self.training.search is not None:
+            raise ValueError("training.privacy and training.search are not available for imaging runs yet")
+        if self.images.pretrain is not None and self.task.kind != "binary":
+            raise ValueError("images.pretrain applies to the image classifier (a binary task)")
+        return self
 
     @model_validator(mode="after")
     def _sequence_consistent(self) -> RunConfig:

@@ -23,10 +23,21 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from precimed.config import GBMConfig, MLPConfig, RunConfig, SequenceModelConfig
+from precimed.config import (
+    GBMConfig,
+    ImageCNNConfig,
+    MLPConfig,
+    PixelGBMConfig,
+    RunConfig,
+    SequenceModelConfig,
+    UNetConfig,
+)
 from precimed.errors import ConfigError
 from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
+from precimed.models.image_baselines import PixelGBMSegmenter, RadiomicsLogistic, ThresholdSegmenter
+from precimed.preprocess.images import Augment
 from precimed.train.estimators import NeuralRiskModel, ResidualRiskModel
+from precimed.train.imaging import ImageClassifier, ImageSegmenter
 from precimed.train.sequence import SequenceRiskModel
 
 View = Literal["tabular", "sequence", "image"]
@@ -35,7 +46,11 @@ ALL_TASKS = frozenset({"binary", "multiclass", "regression", "survival"})
 #: baselines trained beside the deep models when a config names none (the task's classic comparators)
 DEFAULT_BASELINES = {"binary": ["logistic", "gbm"], "multiclass": ["logistic", "gbm"],
                      "regression": ["linear", "gbm"], "survival": ["cox_ph", "gbm"]}
+#: an imaging run's default baselines: radiomic-style features + logistic regression for the slice label,
+#: intensity thresholding + connected components and per-pixel boosting for segmentation
+IMAGE_BASELINES = {"binary": ["radiomics_logistic"], "segmentation": ["threshold", "pixel_gbm"]}
 DEFAULT_DEEP = {"tabular": ["mlp"], "sequence": ["gru", "lstm", "cnn", "transformer"]}
+IMAGE_DEEP = {"binary": ["resnet"], "segmentation": ["unet"]}
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,35 @@ def _gbm_params(cfg: RunConfig, m: GBMConfig, _context: Mapping[str, Any]) -> di
                 random_state=cfg.seed, class_weight=_class_weight(cfg))
 
 
+def _image_training(cfg: RunConfig) -> dict[str, Any]:
+    t = cfg.training
+    augment = Augment.from_dict(cfg.images.augment.model_dump()) if cfg.images is not None else None
+    return dict(optimizer=t.optimizer, lr=t.lr, weight_decay=t.weight_decay, max_epochs=t.max_epochs,
+                patience=t.patience, val_fraction=t.val_fraction, augment=augment, random_state=cfg.seed,
+                progress=t.progress)
+
+
+def _cnn_params(variant: str) -> Callable[[RunConfig, Any, Mapping[str, Any]], dict[str, Any]]:
+    """The image classifier; ``variant`` is scratch, fusion, finetuned or pretrained (see ``extra``)."""
+    def params(cfg: RunConfig, m: ImageCNNConfig, _context: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(widths=tuple(m.widths), blocks_per_stage=m.blocks_per_stage, dropout=m.dropout,
+                   tabular_hidden=m.tabular_hidden, batch_size=m.batch_size,
+                   class_weight=_class_weight(cfg) or "balanced", **_image_training(cfg))
+        pre = cfg.images.pretrain if cfg.images is not None else None
+        if variant == "finetuned" and pre is not None:
+            out.update(freeze=tuple(pre.freeze), backbone_lr=pre.backbone_lr)
+        return out
+    return params
+
+
+def _unet_params(cfg: RunConfig, m: UNetConfig, _context: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(channels=tuple(m.channels), num_res_units=m.num_res_units, dropout=m.dropout,
+                lesion_weight=m.lesion_weight, batch_size=m.batch_size, **_image_training(cfg))
+
+
 _SEQUENCE_TASKS = frozenset({"binary", "regression", "survival"})
+_SLICE = frozenset({"binary"})
+_SEGMENTATION = frozenset({"segmentation"})
 _SEQUENCE_NAMES = {"gru": "GRU", "lstm": "LSTM", "cnn": "causal dilated 1D CNN", "transformer": "Transformer encoder"}
 
 CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
@@ -119,6 +162,30 @@ CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
               summary="Cox proportional hazards (lifelines), Breslow baseline"),
     ModelSpec("gbm", GBMModel, ALL_TASKS, "tabular", "baseline", _gbm_params, GBMConfig,
               summary="LightGBM gradient boosting (survival: Cox objective)"),
+    ModelSpec("resnet", ImageClassifier, _SLICE, "image", "deep", _cnn_params("scratch"), ImageCNNConfig,
+              settings_key="resnet", summary="small ResNet-style 2-D CNN (slice label), trained from scratch",
+              extra={"pretrain": "none", "tabular": False}),
+    ModelSpec("fusion", ImageClassifier, _SLICE, "image", "deep", _cnn_params("fusion"), ImageCNNConfig,
+              settings_key="resnet", summary="the CNN's image embedding joined with the run's tabular features",
+              extra={"pretrain": "none", "tabular": True}),
+    ModelSpec("resnet_finetuned", ImageClassifier, _SLICE, "image", "deep", _cnn_params("finetuned"),
+              ImageCNNConfig, settings_key="resnet",
+              summary="the CNN pretrained (images.pretrain), then fine-tuned on the training patients",
+              extra={"pretrain": "finetune", "tabular": False}),
+    ModelSpec("resnet_pretrained", ImageClassifier, _SLICE, "image", "deep", _cnn_params("pretrained"),
+              ImageCNNConfig, settings_key="resnet",
+              summary="the pretrained CNN applied as it is, without fine-tuning (a reference)",
+              extra={"pretrain": "only", "tabular": False}),
+    ModelSpec("unet", ImageSegmenter, _SEGMENTATION, "image", "deep", _unet_params, UNetConfig,
+              summary="2-D U-Net (MONAI), Dice + cross-entropy loss"),
+    ModelSpec("radiomics_logistic", RadiomicsLogistic, _SLICE, "image", "baseline",
+              lambda cfg, _m, _c: {"class_weight": _class_weight(cfg) or "balanced", "random_state": cfg.seed},
+              summary="radiomic-style intensity / texture features + L2 logistic regression"),
+    ModelSpec("threshold", ThresholdSegmenter, _SEGMENTATION, "image", "baseline", lambda cfg, _m, _c: {},
+              summary="intensity threshold + connected components, fitted on training slices"),
+    ModelSpec("pixel_gbm", PixelGBMSegmenter, _SEGMENTATION, "image", "baseline",
+              lambda cfg, m, _c: {**m.model_dump(), "random_state": cfg.seed}, PixelGBMConfig,
+              summary="LightGBM on per-pixel intensity and local-texture features"),
 ]}
 
 
@@ -217,11 +284,13 @@ def plan_models(cfg: RunConfig) -> ModelPlan:
     """
     m, task = cfg.models, cfg.task.kind
     where = f"{cfg.name}: models"
-    view: View = "sequence" if cfg.sequence is not None else "tabular"
+    view: View = "image" if cfg.images is not None else "sequence" if cfg.sequence is not None else "tabular"
     if m.names is not None and m.baselines is not None:
         raise ConfigError(f"{where}: give either 'names' (every model to train) or 'baselines', not both")
     if m.names is not None:
         chosen = list(m.names)
+    elif view == "image":
+        chosen = IMAGE_DEEP[task] + list(m.baselines if m.baselines is not None else IMAGE_BASELINES[task])
     else:
         deep = list(m.sequence.kinds) if view == "sequence" and m.sequence is not None else DEFAULT_DEEP[view]
         for b in m.baselines or []:
@@ -237,6 +306,15 @@ def plan_models(cfg: RunConfig) -> ModelPlan:
         s = spec(name)
         if task not in s.tasks:
             raise ConfigError(f"{where}: {name!r} does not fit a {task} task; choose from {names(task=task)}")
+        if view == "image" and s.view != "image" or view != "image" and s.view == "image":
+            fitting = names(view=view, task=task)
+            raise ConfigError(f"{where}: {name!r} reads {s.view} inputs, but this is a {view} run; "
+                              f"its models are {fitting}")
+        if view == "image" and s.extra.get("pretrain") in ("finetune", "only") \
+                and (cfg.images is None or cfg.images.pretrain is None):
+            raise ConfigError(f"{where}: {name!r} needs images.pretrain (how the CNN is pretrained)")
+        if s.extra.get("tabular") and not cfg.features:
+            raise ConfigError(f"{where}: {name!r} joins images with tabular features; list them under 'features'")
         if s.role == "deep" and s.view != view:
             fitting = names(view=view, role="deep", task=task)
             raise ConfigError(f"{where}: {name!r} reads {s.view} inputs, but this is a {view} run; "

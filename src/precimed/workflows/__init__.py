@@ -15,6 +15,8 @@ _EXPORTS = {
     "RunResult": "_run",
     "load_cohort": "_run",
     "list_datasets": "_run",
+    "list_image_sets": "_run",
+    "image_set_available": "_run",
     "load_source": "_run",
     "resolve_source": "_run",
     "write_table": "_run",

@@ -142,12 +142,17 @@ def _as_config(config: RunConfig | dict | Path | str) -> RunConfig:
 
 def train(config: RunConfig | dict | Path | str, out: Path | str, *, overwrite: bool = False,
           progress: bool = True, echo: Echo = quiet) -> RunResult:
-    """Train the configured models (tabular or, with ``sequence:``, patient histories), validate, write the run.
+    """Train the configured models (tabular; with ``sequence:`` patient histories; with ``images:`` image slices),
+    validate, write the run.
 
     ``config`` is a :class:`RunConfig`, a dict of the same settings, or a YAML file. Returns the run's
     folder, metrics document (``.metrics``) and bundle path (``.bundle_path``).
     """
     cfg = _as_config(config)
+    if cfg.images is not None:
+        from precimed.workflows.imaging import train_imaging_from_config
+
+        return train_imaging_from_config(cfg, out, overwrite=overwrite, progress=progress, echo=echo)
     recipe = train_sequence_from_config if cfg.sequence is not None else train_from_config
     return recipe(cfg, out, overwrite=overwrite, progress=progress, echo=echo)
 

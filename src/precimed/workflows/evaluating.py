@@ -33,6 +33,10 @@ def evaluate_bundle(bundle_dir: Path | str, data: str, out_dir: Path | str, *, o
     """
     bundle = load_bundle(bundle_dir)
     cfg = bundle.config
+    if bundle.image_preprocessor is not None:
+        from precimed.workflows.imaging import evaluate_image_bundle, image_source
+
+        return evaluate_image_bundle(bundle_dir, image_source(data), out_dir, overwrite=overwrite, echo=echo)
     source = resolve_source(data, cfg)
     out_dir = check_out_dir(out_dir, overwrite)
     echo(f"loading {source.label}")

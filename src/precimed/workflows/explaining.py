@@ -64,6 +64,9 @@ def explain_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     Pure: the loaded bundle is not changed, so threads may share it.
     """
     model = bundle.model_named(model)
+    if bundle.image_preprocessor is not None:
+        raise ConfigError(f"{bundle.path}: an imaging bundle explains images (Grad-CAM), not table rows; use "
+                          "`precimed explain BUNDLE --input IMAGE --output OUT.json --plots FOLDER`")
     if bundle.background is None:
         raise ConfigError(f"{bundle.path}: the bundle has no explanation background; retrain it with this version")
     _, raw = typed_patients(bundle, frame, where=where)
@@ -83,6 +86,10 @@ def explain_file(bundle_dir: Path, input_path: Path, output: Path, *, plots: Pat
     """`precimed explain`: JSON with each patient's explanation; waterfall PNGs per patient with `plots`."""
     check_outputs_apart({"output": output, "plots": plots}, {"bundle": bundle_dir, "input": input_path})
     bundle = load_bundle(bundle_dir)
+    if bundle.image_preprocessor is not None:
+        from precimed.workflows.imaging import explain_image_file
+
+        return explain_image_file(bundle_dir, input_path, output, plots=plots, model=model, top_k=top_k)
     rows = explain_frame(bundle, read_table(input_path), model=model, top_k=top_k, where=str(input_path))
     if plots is not None:
         with atomic_dir(Path(plots), overwrite=True) as tmp:

@@ -13,6 +13,7 @@ import pandas as pd
 from precimed.bundle import Bundle, load_bundle
 from precimed.data import read_table
 from precimed.data.longitudinal import read_observations
+from precimed.errors import ConfigError
 from precimed.workflows._run import (
     check_outputs_apart,
     check_table_path,
@@ -33,6 +34,9 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     unless ``allow_out_of_range``, which treats it as missing. Sequence bundles read visit tables.
     """
     name = bundle.model_named(model)
+    if bundle.image_preprocessor is not None:
+        raise ConfigError(f"{bundle.path}: an imaging bundle scores images, not table rows; use "
+                          "workflows.imaging.predict_volume or `precimed predict BUNDLE --input IMAGE`")
     if bundle.sequence_preprocessor is not None:
         return predict_sequence_frame(bundle, frame, model=name, allow_out_of_range=allow_out_of_range, where=where)
     frame, X = typed_patients(bundle, frame, where=where)
@@ -48,16 +52,25 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
 
 def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Path | str, *,
                  model: str | None = None, allow_out_of_range: bool = False, at: float | None = None,
-                 observations_path: Path | str | None = None) -> pd.DataFrame:
+                 observations_path: Path | str | None = None, masks: Path | str | None = None,
+                 modality: str | None = None) -> pd.DataFrame:
     """``precimed predict``: read patients (CSV/Parquet/JSON), score them, write the table atomically.
 
     For a sequence bundle the input is a visit table; ``at`` moves the prediction time and
-    ``observations_path`` gives long-format observations for runs trained on them.
+    ``observations_path`` gives long-format observations for runs trained on them. For an imaging bundle the
+    input is an image (DICOM file or series folder, NIfTI, NRRD, PNG / JPEG): one row per slice, and ``masks``
+    (segmentation bundles) writes the lesion mask as NIfTI; ``modality`` names it when the file does not.
     """
     output_path = check_table_path(output_path)
     check_outputs_apart({"output": output_path}, {"bundle": bundle_dir, "input": input_path,
                                                   "observations": observations_path})
     bundle = load_bundle(bundle_dir)
+    if bundle.image_preprocessor is not None:
+        from precimed.workflows.imaging import predict_image_file
+
+        return predict_image_file(bundle_dir, input_path, output_path, model=model, masks=masks, modality=modality)
+    if masks is not None or modality is not None:
+        raise ConfigError("--masks and --modality apply to imaging bundles; this bundle scores table rows")
     frame = read_table(input_path)
     if bundle.sequence_preprocessor is not None:
         obs = read_observations(observations_path) if observations_path is not None else None
