@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
 from precimed.errors import ConfigError, DataError
-from precimed.models.image_baselines import PixelGBMSegmenter, RadiomicsLogistic, ThresholdSegmenter, slice_dice
+from precimed.models.image_baselines import PixelGBMSegmenter, RadiomicsLogistic, ThresholdSegmenter, case_dice
 
 
 def discs(n: int, seed: int, *, size: int = 32, channels: int = 1, contrast: float = 1.5,
@@ -48,12 +48,12 @@ def fitted() -> dict:
     return {name: _fit(name) for name in MAKERS}
 
 
-def test_slice_dice_counts_two_empty_slices_as_agreement():
-    a = np.zeros((2, 3, 3), bool)
-    b = a.copy()
-    a[1, 0, :2] = True
-    b[1, 0, 1:] = True
-    np.testing.assert_allclose(slice_dice(a, b), [1.0, 0.5])
+def test_case_dice_pools_the_slices_of_a_case_and_an_empty_case_agreeing_scores_one():
+    # case 0: slices with (predicted, overlap, true) pixels (2, 1, 2) and (0, 0, 2): 2*1 / (2 + 4)
+    # case 1: nothing predicted, nothing true: 1;  case 2: 3 false-positive pixels: 0
+    value = case_dice(np.array([2, 0, 0, 3.0]), np.array([1, 0, 0, 0.0]), np.array([2, 2, 0, 0.0]),
+                      np.array([0, 0, 1, 2]))
+    assert value == pytest.approx((1 / 3 + 1 + 0) / 3)
 
 
 def test_the_threshold_segmenter_finds_bright_discs(fitted):
@@ -124,7 +124,7 @@ def test_wrong_input_shapes_are_data_errors(fitted, name):
     with pytest.raises(DataError, match=r"images have 3 channel\(s\); the model was fitted on 1"):
         fitted[name].predict_proba(np.repeat(images, 3, axis=1))
     with pytest.raises(DataError, match="NaN or infinite"):
-        fitted[name].predict_proba(np.where(images > 3, np.inf, images))
+        fitted[name].predict_proba(np.where(np.arange(32) == 5, np.inf, images))
     with pytest.raises(DataError, match="groups for 40 slices"):
         MAKERS[name]().fit(images, target, groups=["p1"] * 39)
 

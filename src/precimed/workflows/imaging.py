@@ -241,8 +241,12 @@ def _tabular_preprocessor(cfg: RunConfig, cases: Sequence[ImageCase]) -> Tabular
 
 
 def slices_of(cases: Sequence[ImageCase], pre: ImagePreprocessor, cfg: RunConfig, *,
-              tabular: TabularPreprocessor | None = None, cap: bool = True) -> Slices:
-    """Every case cut into preprocessed slices; the slice label is the lesion's presence or the case's label."""
+              tabular: TabularPreprocessor | None = None, cap: bool = True,
+              crop_losses: dict[str, str] | None = None) -> Slices:
+    """Every case cut into preprocessed slices; the slice label is the lesion's presence or the case's label.
+
+    ``crop_losses`` collects, per case, lesion slices whose lesion fell outside the crop (then lesion-free).
+    """
     parts: list[Slices] = []
     rng = np.random.default_rng(cfg.seed)
     limit = cfg.images.max_slices_per_patient if cfg.images is not None and cap else None
@@ -253,6 +257,9 @@ def slices_of(cases: Sequence[ImageCase], pre: ImagePreprocessor, cfg: RunConfig
             y = np.full(len(X), c.label, dtype=int)
         elif masks is not None:
             y = (masks.reshape(len(masks), -1).max(axis=1) > 0).astype(int)
+            before = int((c.mask.reshape(len(c.mask), -1).max(axis=1) > 0).sum())  # type: ignore[union-attr]
+            if int(y.sum()) < before and crop_losses is not None:
+                crop_losses[c.case] = f"{before - int(y.sum())} of {before}"
         else:
             y = np.zeros(len(X), dtype=int)
         rows = np.arange(len(X))
@@ -390,12 +397,13 @@ def _image_dice(S: Slices, maps: np.ndarray, threshold: float) -> dict[str, floa
 
 
 def _fold(cfg: RunConfig, plan: catalogue.ModelPlan, train: Sequence[ImageCase], test: Sequence[ImageCase], *,
-          pretrained: tuple[dict, dict] | None, progress: bool, echo: Echo, label: str, synthetic: bool = False
-          ) -> tuple[FoldResult, dict[str, Any], ImagePreprocessor, TabularPreprocessor | None]:
+          pretrained: tuple[dict, dict] | None, progress: bool, echo: Echo, label: str, synthetic: bool = False,
+          crop_losses: dict[str, str] | None = None) -> tuple[FoldResult, dict[str, Any], ImagePreprocessor,
+                                                   TabularPreprocessor | None]:
     pre = image_preprocessor(cfg).fit([c.volume for c in train], [_modality(c.volume) for c in train])
     tab = _tabular_preprocessor(cfg, train)
-    S_train = slices_of(train, pre, cfg, tabular=tab)
-    S_test = slices_of(test, pre, cfg, tabular=tab, cap=False)
+    S_train = slices_of(train, pre, cfg, tabular=tab, crop_losses=crop_losses)
+    S_test = slices_of(test, pre, cfg, tabular=tab, cap=False, crop_losses=crop_losses)
     echo(f"{label}: training on {len(train)} patient(s), {len(S_train.y)} slices ({int(S_train.y.sum())} with a "
          f"lesion); testing on {len(test)} patient(s), {len(S_test.y)} slices")
     models = {name: _fit_one(cfg, name, S_train, pretrained=pretrained, progress=progress) for name in plan.names}
@@ -494,15 +502,21 @@ def train_imaging_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite:
     if synthetic:
         notes.append("synthetic images are the unit of resampling (each holds its own made-up lesion); the split "
                      "keeps every background volume on one side")
+    crop_losses: dict[str, str] = {}
     folds: list[FoldResult] = []
     last: tuple[dict[str, Any], ImagePreprocessor, TabularPreprocessor | None] | None = None
     for k, (train, test) in enumerate(splits, start=1):
         label = f"split {k} of {len(splits)}" if len(splits) > 1 else "split"
         fold, models, pre, tab = _fold(cfg, plan, train, test, pretrained=pretrained, progress=progress, echo=echo,
-                                       label=label, synthetic=synthetic)
+                                       label=label, synthetic=synthetic, crop_losses=crop_losses)
         folds.append(fold)
         last = (models, pre, tab)
     assert last is not None
+    if crop_losses:
+        size = cfg.images.size
+        lost = ", ".join(f"{case} ({text})" for case, text in sorted(crop_losses.items()))
+        notes.append(f"lesion slices whose lesion fell outside the {size[0]}×{size[1]} crop were counted as "
+                     f"lesion-free: {lost}; raise images.size or images.spacing to keep them")
     ev = cfg.evaluation
     n_patients = len({c.case for c in all_cases})
     if cfg.task.kind == "segmentation":
@@ -624,6 +638,7 @@ def _examples(folds: Sequence[FoldResult], cfg: RunConfig) -> dict[str, list[dic
     out: dict[str, list[dict]] = {}
     if cfg.task.kind == "segmentation":
         items = sorted((e for f in folds for e in f.examples), key=lambda e: -e["dice"])
+        items = [{k: v for k, v in e.items() if k != "dice"} for e in items]
         out["correct"] = items[:4]
         out["wrong"] = items[::-1][:4]
         return out
