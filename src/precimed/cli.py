@@ -56,7 +56,7 @@ def _apart(outputs: dict[str, Path | str | None], inputs: dict[str, Path | str |
 def print_metrics(doc: dict) -> None:
     """The comparison table: one row per model, key metrics with their bootstrap CIs."""
     task = doc["task"]
-    if doc.get("view") == "image" or "split" in doc and doc.get("data", {}).get("all"):
+    if doc.get("view") == "image":
         _print_image_metrics(doc)
         return
     columns = list(KEY_METRICS[task])

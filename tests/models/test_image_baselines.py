@@ -68,6 +68,16 @@ def test_the_threshold_segmenter_finds_bright_discs(fitted):
     np.testing.assert_array_equal(pred, (proba >= 0.5).astype(np.uint8))
 
 
+def test_the_threshold_search_scores_what_predict_gives_per_case():
+    images, masks, _ = TRAIN
+    groups = np.repeat(["a", "b", "c", "d"], 10)
+    model = ThresholdSegmenter().fit(images, masks, groups=groups)
+    pred = model.predict(images).astype(bool)
+    per_case = [pooled_dice(pred[groups == g], masks[groups == g]) for g in "abcd"]
+    assert model.train_dice_ == pytest.approx(np.mean(per_case))
+    assert model.min_size_ > 0    # noise specks above the threshold are dropped
+
+
 def test_the_threshold_segmenter_learns_dark_lesions_too():
     images, masks, _ = TRAIN
     model = ThresholdSegmenter().fit(-images, masks)

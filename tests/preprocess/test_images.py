@@ -230,6 +230,8 @@ def test_augment_keeps_shapes_and_types_and_is_seeded():
     other, _ = aug(images, masks, rng=np.random.default_rng(2))
     assert not np.array_equal(other, out)
     assert aug(images, rng=np.random.default_rng(1))[1] is None
+    channel_masks = aug(images, masks[:, None], rng=np.random.default_rng(1))[1]
+    np.testing.assert_array_equal(channel_masks[:, 0], out_masks)
 
 
 def test_augment_on_torch_returns_torch_and_leaves_the_input_alone():

@@ -21,7 +21,7 @@ import numpy as np
 from precimed.atomic import atomic_write_bytes
 from precimed.evaluate import plots as pl
 from precimed.evaluate.curves import roc_curve
-from precimed.evaluate.report import _f, _section, _table, _template
+from precimed.evaluate.report import _f, _guard, _section, _table, _template
 from precimed.evaluate.segmentation import overlay_grid_png
 
 __all__ = ["render_image_report", "write_image_report"]
@@ -92,10 +92,12 @@ def _metrics(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def _roc(outputs: Mapping[str, Any]) -> dict[str, Any]:
     s = _section("discrimination", "ROC curves (slices pooled over held-out patients)")
-    y = np.asarray(outputs["y"])
-    curves = {n: roc_curve(y, np.asarray(p)) for n, p in outputs["probabilities"].items()}
-    s["images"].append({"src": pl.roc_plot(curves), "alt": "ROC curves"})
-    return s
+
+    def build(section: dict[str, Any]) -> None:
+        y = np.asarray(outputs["y"])
+        curves = {n: roc_curve(y, np.asarray(p)) for n, p in outputs["probabilities"].items()}
+        section["images"].append({"src": pl.roc_plot(curves), "alt": "ROC curves"})
+    return _guard(s, build)
 
 
 def _bands(doc: Mapping[str, Any]) -> dict[str, Any] | None:

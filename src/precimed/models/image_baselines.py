@@ -326,7 +326,8 @@ class RadiomicsLogistic(ClassifierMixin, BaseEstimator):
         X = _images(self, X, fitted=False)
         y = np.asarray(y)
         if y.shape != (len(X),):
-            raise DataError(f"{type(self).__name__}: y has shape {y.shape}; expected one 0/1 label per slice ({len(X)},)")
+            raise DataError(f"{type(self).__name__}: y has shape {y.shape}; expected one 0/1 label per slice "
+                            f"({len(X)},)")
         if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
             raise DataError(f"{type(self).__name__}: y must hold 0/1 labels (lesion present), got {np.unique(y)[:10]}")
         if len(np.unique(y)) < 2:

@@ -33,6 +33,7 @@ import importlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from numbers import Real
 from typing import Any, Self
 
 import numpy as np
@@ -162,15 +163,21 @@ class ImagePreprocessor:
 
     def _check_params(self) -> None:
         where = type(self).__name__
-        if self.spacing is not None:
-            if len(self.spacing) != 2 or not all(math.isfinite(float(s)) and float(s) > 0 for s in self.spacing):
-                raise ConfigError(f"{where}: spacing must be None or 2 positive numbers (y, x) in mm, "
-                                  f"got {self.spacing!r}")
-        if len(self.size) != 2 or not all(int(s) == s and s >= 1 for s in self.size):
+        try:
+            spacing = None if self.spacing is None else [float(v) for v in self.spacing]
+        except (TypeError, ValueError):
+            spacing = []
+        if spacing is not None and (len(spacing) != 2 or not all(math.isfinite(v) and v > 0 for v in spacing)):
+            raise ConfigError(f"{where}: spacing must be None or 2 positive numbers (y, x) in mm, got {self.spacing!r}")
+        try:
+            size_ok = len(self.size) == 2 and all(int(v) == v and v >= 1 for v in self.size)
+        except (TypeError, ValueError):
+            size_ok = False
+        if not size_ok:
             raise ConfigError(f"{where}: size must be 2 positive integers (H, W), got {self.size!r}")
         if self.normalize not in NORMALIZE:
             raise ConfigError(f"{where}: normalize must be one of {list(NORMALIZE)}, got {self.normalize!r}")
-        if not isinstance(self.context, int | np.integer) or self.context < 0:
+        if isinstance(self.context, bool) or not isinstance(self.context, int | np.integer) or self.context < 0:
             raise ConfigError(f"{where}: context must be an integer >= 0, got {self.context!r}")
         self._fixed_window()  # a wrong preset name or pair is refused before any data is read
 
@@ -199,7 +206,12 @@ class ImagePreprocessor:
 
     # -- fit ------------------------------------------------------------------------------------------------
     def fit(self, volumes: Sequence, modalities: Sequence[str | None] | None = None) -> Self:
-        """Learn the window and normalisation of each modality from these training volumes only."""
+        """Learn the window and normalisation of each modality from these training volumes only.
+
+        ``modalities`` (one per volume) default to each volume's ``.modality``. The statistics are computed on
+        all voxels of a volume up to ``SAMPLE_PER_VOLUME`` of them, else on that many drawn at random (seed 0),
+        so a large CT volume does not outweigh the others a hundredfold.
+        """
         self._check_params()
         volumes = list(volumes)
         if not volumes:
@@ -400,7 +412,7 @@ class Augment:
     def __post_init__(self) -> None:
         for name in ("rotate_degrees", "intensity_jitter", "noise"):
             value = getattr(self, name)
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"Augment: {name} must be a finite number >= 0, got {value!r}")
 
     def __call__(self, images: Any, masks: Any = None, *, rng: np.random.Generator) -> tuple[Any, Any]:
@@ -414,7 +426,7 @@ class Augment:
             raise DataError(f"Augment: masks of shape {tuple(m.shape)} do not match images {tuple(x.shape)}; "
                             "expected (N, H, W) or (N, 1, H, W)")
         n = x.shape[0]
-        out = x.float()
+        out = x.float().clone()  # never hand back (a view of) the caller's batch
         mf = None if m is None else (m if m.ndim == 4 else m[:, None]).float()
         if self.flip:
             flipped = torch.as_tensor(rng.random(n) < 0.5, device=out.device)

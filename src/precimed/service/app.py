@@ -166,7 +166,8 @@ class _TooLarge(Exception):
 
 
 class BodyLimit:
-    """413 for a body above the limit, whether it declares its length or streams it."""
+    """413 for a body above the limit, whether it declares its length or streams it: `max_upload_bytes` for a bundle
+    upload, `max_image_bytes` for a DICOM file sent to a predict route, `max_body_bytes` for everything else."""
 
     def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
         self.app = app
@@ -177,7 +178,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         upload = scope["method"] == "POST" and scope["path"] in UPLOAD_PATHS
-        limit = self.settings.max_upload_bytes if upload else self.settings.max_body_bytes
+        image = not upload and predict.is_image_upload(scope)
+        if image:  # a DICOM file for an imaging model: its own limit, stated in the 413
+            limit, too_large_body = self.settings.max_image_bytes, _image_too_large(self.settings.max_image_bytes)
+        else:
+            limit = self.settings.max_upload_bytes if upload else self.settings.max_body_bytes
+            too_large_body = _too_large(limit)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
@@ -186,7 +192,7 @@ class BodyLimit:
                 await _send_json(send, 400, {"message": "invalid Content-Length", "field": None, "patients": []})
                 return
             if size > limit:
-                await _send_json(send, 413, _too_large(limit))
+                await _send_json(send, 413, too_large_body)
                 return
         seen = 0
         started = too_large = False
@@ -206,7 +212,7 @@ class BodyLimit:
             if too_large:  # the app turned our exception into its own error response: answer 413 instead
                 if message["type"] == "http.response.start" and not started:
                     started = True
-                    await _send_json(send, 413, _too_large(limit))
+                    await _send_json(send, 413, too_large_body)
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -216,12 +222,17 @@ class BodyLimit:
             await self.app(scope, limited, tracking)
         except _TooLarge:
             if not started:
-                await _send_json(send, 413, _too_large(limit))
+                await _send_json(send, 413, too_large_body)
 
 
 def _too_large(limit: int) -> dict[str, Any]:
     return {"message": f"request body larger than {limit} bytes; send fewer patients per request", "field": None,
             "patients": []}
+
+
+def _image_too_large(limit: int) -> dict[str, Any]:
+    return {"message": f"DICOM file larger than {limit} bytes, the limit of an image upload (max_image_bytes, "
+                       "PRECIMED_MAX_IMAGE_BYTES); send one smaller file", "field": "body", "patients": []}
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: str | None = None) -> None:

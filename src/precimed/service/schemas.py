@@ -188,6 +188,32 @@ class ExplanationOut(_Out):
     explanations: list[PatientExplanation]
 
 
+class ImageSlice(_Out):
+    """One slice of an uploaded image: P(lesion present) (a slice classifier) or the predicted lesion's size
+    (a segmenter: pixels, area in mm² when the file gives the pixel spacing, largest pixel probability)."""
+
+    slice: int = Field(description="slice number in the file, from 0, in the order the reader stacks them")
+    model: str
+    probability: Number = None
+    lesion_pixels: int | None = None
+    lesion_area_mm2: Number = None
+    max_probability: Number = None
+
+
+class ImagePredictionOut(_Out):
+    """The answer to a DICOM upload (Content-Type: application/dicom): one row per slice. Nothing read from the
+    file's header is kept: the file is de-identified before it is hashed or read."""
+
+    id: str = Field(description="fetch it again from /v1/predictions/{id}")
+    model: str
+    version: int
+    bundle: str
+    stage: Literal["production", "pinned"]
+    submodel: str = Field(description="the bundle's model that scored the slices")
+    task: str
+    slices: list[ImageSlice]
+
+
 class FhirPredictionOut(_Out):
     id: str
     model: str
@@ -200,7 +226,8 @@ class FhirPredictionOut(_Out):
 
 
 class StoredPrediction(_Out):
-    """A stored prediction (from predict, FHIR or CDS) or explanation, as it was answered, and when."""
+    """A stored prediction (from predict, an image upload, FHIR or CDS) or explanation, as it was answered, and
+    when."""
 
     id: str
     model: str
@@ -211,6 +238,7 @@ class StoredPrediction(_Out):
     task: str | None = None
     predictions: list[PatientPrediction] | None = None
     explanations: list[PatientExplanation] | None = None
+    slices: list[ImageSlice] | None = None
     sources: dict[str, str] | None = None
     warnings: list[str] | None = None
     created_at: str

@@ -1,9 +1,9 @@
 """Service settings: one typed object that `create_app` and `precimed serve` share.
 
 Every knob has a safe default, so `ServiceSettings(registry=DIR)` runs with no setup: the database is a SQLite
-file in the registry folder. `from_env` reads the few knobs
-an operator may want to change without code: PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST,
-PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_PATIENTS; the vital-sign monitors' PRECIMED_MAX_MONITORED_PATIENTS,
+file in the registry folder. `from_env` reads the few knobs an operator may want to change without code:
+PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BODY_BYTES, PRECIMED_MAX_IMAGE_BYTES
+(a DICOM upload), PRECIMED_MAX_PATIENTS; the vital-sign monitors' PRECIMED_MAX_MONITORED_PATIENTS,
 PRECIMED_MAX_VITAL_STREAMS and PRECIMED_VITALS_IDLE_HOURS; the audit trail's PRECIMED_AUDIT_KEY_FILE,
 PRECIMED_AUDIT_CHECKPOINTS, PRECIMED_AUDIT_CHECKPOINTS_MIRROR and PRECIMED_AUDIT_CHECKPOINT_EVERY; and the
 server-side evaluation's PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES.
@@ -37,6 +37,8 @@ class ServiceSettings(BaseModel):
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<registry>/precimed.db")
     max_body_bytes: int = Field(default=1_000_000, ge=1_024, description="largest request body (413 above)")
     max_upload_bytes: int = Field(default=256_000_000, ge=1_024, description="largest bundle upload (zip)")
+    max_image_bytes: int = Field(default=64 * 2**20, ge=1_024, description="largest DICOM file sent to an imaging "
+                                 "model's predict route (Content-Type: application/dicom); 413 above")
     max_patients: int = Field(default=1_000, ge=1, le=100_000, description="patients per predict/explain request")
     max_observations: int = Field(default=10_000, ge=1, description="vital-sign observations per request")
     max_monitored_patients: int = Field(default=10_000, ge=1, description="patients whose vital-sign episode state "
@@ -98,6 +100,7 @@ class ServiceSettings(BaseModel):
             "rate_per_minute": os.environ.get("PRECIMED_RATE_PER_MINUTE"),
             "rate_burst": os.environ.get("PRECIMED_RATE_BURST"),
             "max_body_bytes": os.environ.get("PRECIMED_MAX_BODY_BYTES"),
+            "max_image_bytes": os.environ.get("PRECIMED_MAX_IMAGE_BYTES"),
             "max_patients": os.environ.get("PRECIMED_MAX_PATIENTS"),
             "max_monitored_patients": os.environ.get("PRECIMED_MAX_MONITORED_PATIENTS"),
             "max_vital_streams": os.environ.get("PRECIMED_MAX_VITAL_STREAMS"),

@@ -21,6 +21,7 @@ from precimed.cohort import ROW_ID, Cohort, build_cohort, type_features
 from precimed.config import RunConfig, SourceConfig
 from precimed.csvio import csv_bytes
 from precimed.data import dataset_info, list_datasets, load_dataset, read_table
+from precimed.data.image_sets import image_set_available, list_image_sets  # noqa: F401 (re-exported for the CLI)
 from precimed.errors import ConfigError, DataError
 from precimed.jsonio import dumps, dumps_lines
 from precimed.limits import read_user_text

@@ -669,6 +669,17 @@ def _image_bundle(bundle: Bundle) -> ImagePreprocessor:
     return bundle.image_preprocessor
 
 
+def _transform(pre: ImagePreprocessor, volume: ImageVolume, modality: str | None) -> np.ndarray:
+    """The image's model inputs; when the file does not say its modality, the error says how to give it."""
+    try:
+        return pre.transform(volume, modality=modality or volume.modality)
+    except DataError as exc:
+        if modality is None and volume.modality is None and "modality" in str(exc):
+            raise DataError(f"{exc}; the file does not record its modality: name it with --modality "
+                            "(Python: modality=...)") from None
+        raise
+
+
 def predict_volume(bundle: Bundle, volume: ImageVolume, *, model: str | None = None,
                    modality: str | None = None) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Score every slice of one image: (a table per slice, the lesion mask on the image's grid or None)."""
@@ -677,8 +688,7 @@ def predict_volume(bundle: Bundle, volume: ImageVolume, *, model: str | None = N
     if bundle.preprocessor is not None and catalogue.spec(name).extra.get("tabular"):
         raise ConfigError(f"model {name!r} also needs the patient's tabular features; score it with "
                           "workflows.imaging.evaluate_image_bundle on a manifest")
-    mod = modality or volume.modality
-    X = pre.transform(volume, modality=mod)
+    X = _transform(pre, volume, modality)
     S = Slices(X, None, np.zeros(len(X), dtype=int), np.full(len(X), volume.source, dtype=object),
                np.arange(len(X)))
     est = bundle.models[name]
@@ -756,7 +766,7 @@ def explain_image_file(bundle_dir: Path | str, input_path: Path | str, output: P
     pre = _image_bundle(bundle)
     name = bundle.model_named(model)
     volume = read_image(input_path)
-    X = pre.transform(volume, modality=modality or volume.modality)
+    X = _transform(pre, volume, modality)
     S = Slices(X, None, np.zeros(len(X), dtype=int), np.full(len(X), volume.source, dtype=object), np.arange(len(X)))
     est = bundle.models[name]
     scores = model_scores(est, name, S)
@@ -819,6 +829,7 @@ def evaluate_image_bundle(bundle_dir: Path | str, source: SourceConfig, out_dir:
         results, comparisons = score_slice_classifiers(probs, S.y, S.groups, comparisons=pairs,
                                                        n_boot=ev.bootstrap or 1, level=ev.level, seed=cfg.seed)
     doc = {"task": cfg.task.kind, "run": cfg.name, "bundle": bundle.ref, "primary_model": bundle.primary,
+           "view": "image", "split": {"kind": "external", "splits": 1, "unit": "patient"},
            "data": {"source": data.provenance, "all": _describe(data.cases, S)},
            "bootstrap": {"replicates": ev.bootstrap, "level": ev.level, "seed": cfg.seed, "resampled": "patients"},
            "models": results, "comparisons": comparisons, "notes": data.notes}
