@@ -310,3 +310,29 @@ def test_the_openapi_document_lists_both_media_types_and_keeps_the_json_schema(i
     assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PredictionOut"}
     assert "slices" in spec["components"]["schemas"]["StoredPrediction"]["properties"]
+
+
+def test_damaged_files_never_make_the_service_fail(isvc, ct):
+    """Bytes of the CT file overwritten, and the file cut, at places hypothesis picks: 200 or one 422 line."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    data = ct[0]
+    statuses: set[int] = set()
+
+    @given(edits=st.lists(st.tuples(st.integers(0, 1_600), st.integers(0, 255)), min_size=1, max_size=6),
+           cut=st.one_of(st.none(), st.integers(0, len(data))))
+    @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    def run(edits, cut):
+        damaged = bytearray(data)
+        for at, value in edits:
+            damaged[at] = value
+        r = _predict(isvc, BINARY, bytes(damaged[:cut]))
+        statuses.add(r.status_code)
+        assert r.status_code in (200, 422), r.text[:300]
+        if r.status_code == 422:
+            assert "\n" not in r.json()["message"] and r.json()["field"] == "body"
+
+    run()
+    assert 422 in statuses

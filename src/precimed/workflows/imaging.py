@@ -35,7 +35,7 @@ from precimed.atomic import atomic_dir
 from precimed.bundle import Bundle, load_bundle, save_bundle
 from precimed.config import RunConfig, SourceConfig, SyntheticLesionsConfig
 from precimed.data import image_sets
-from precimed.data.images import ImageVolume, read_dicom_bytes, read_image, read_image_table, read_mask
+from precimed.data.images import ImageVolume, read_image, read_image_table, read_mask
 from precimed.data.synthetic_lesions import background_slices, make_lesion_set
 from precimed.errors import ConfigError, DataError
 from precimed.evaluate.image_report import write_image_report
@@ -396,6 +396,12 @@ def _image_dice(S: Slices, maps: np.ndarray, threshold: float) -> dict[str, floa
     return out
 
 
+def _plain_history(history: Any) -> dict[str, Any]:
+    """A training history (train/imaging's History dataclass) as the plain dict the report plots."""
+    return {"train_loss": list(getattr(history, "train_loss", [])), "val_loss": list(getattr(history, "val_loss", [])),
+            "best_epoch": getattr(history, "best_epoch", None)}
+
+
 def _fold(cfg: RunConfig, plan: catalogue.ModelPlan, train: Sequence[ImageCase], test: Sequence[ImageCase], *,
           pretrained: tuple[dict, dict] | None, progress: bool, echo: Echo, label: str, synthetic: bool = False,
           crop_losses: dict[str, str] | None = None) -> tuple[FoldResult, dict[str, Any], ImagePreprocessor,
@@ -433,7 +439,7 @@ def _fold(cfg: RunConfig, plan: catalogue.ModelPlan, train: Sequence[ImageCase],
     saliency = {}
     if cfg.task.kind == "binary" and S_test.masks is not None:
         saliency = _saliency(models[plan.primary], S_test, seed=cfg.seed)
-    histories = {n: getattr(m, "history_", None) for n, m in models.items() if getattr(m, "history_", None)}
+    histories = {n: _plain_history(m.history_) for n, m in models.items() if getattr(m, "history_", None) is not None}
     return FoldResult(scores, S_test, dices, examples, saliency, histories), models, pre, tab
 
 
@@ -744,11 +750,13 @@ def predict_image_file(bundle_dir: Path | str, input_path: Path | str, output_pa
     return table
 
 
-def predict_dicom_upload(bundle: Bundle, data: bytes, *, model: str | None = None) -> pd.DataFrame:
-    """Score one uploaded DICOM file (the service): read from memory, nothing written to disk."""
-    volume = read_dicom_bytes(data, where="upload")
-    table, _ = predict_volume(bundle, volume, model=model)
-    return table.drop(columns=["image"])
+def predict_dicom_upload(bundle: Bundle, data: bytes, *, model: str | None = None) -> Any:
+    """Score one uploaded DICOM file (the service): de-identified in memory before it is hashed or read, nothing
+    written to disk. Returns a :class:`precimed.workflows.dicom_upload.DicomPrediction` (the de-identified file's
+    SHA-256, the model used, one row per slice); the recipe lives in :mod:`precimed.workflows.dicom_upload`."""
+    from precimed.workflows import dicom_upload
+
+    return dicom_upload.predict_dicom_upload(bundle, data, model=model)
 
 
 def explain_image_file(bundle_dir: Path | str, input_path: Path | str, output: Path | str, *,
