@@ -31,6 +31,7 @@ DATA_SCIENTIST = ("/fhir-mapping", "/evaluate")
 
 
 schemathesis.serializer.alias("application/zip", "application/octet-stream")  # bundle uploads are raw bytes
+schemathesis.serializer.alias("application/dicom", "application/octet-stream")  # image predictions: one DICOM file
 
 
 def role_for(method: str, path: str) -> str:
