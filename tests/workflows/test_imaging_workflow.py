@@ -244,3 +244,56 @@ def test_an_imaging_bundle_refuses_table_rows(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="scores images, not table rows"):
         precimed.predict(run.bundle_path, pd.DataFrame({"age": [50]}))
     assert yaml.safe_load(yaml.safe_dump(cfg))  # the config is plain data
+
+
+def write_medmnist(path: Path, seed: int = 0) -> Path:
+    """A tiny file in MedMNIST's layout (the real ones download at run time, which precimed never does)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:28, :28]
+    arrays = {}
+    for part, n in (("train", 40), ("val", 10), ("test", 20)):
+        labels = (np.arange(n) % 2).reshape(-1, 1).astype(np.uint8)
+        images = rng.normal(100, 15, (n, 28, 28))
+        for i in np.flatnonzero(labels[:, 0]):
+            cy, cx = rng.integers(8, 20, 2)
+            images[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= 12] += 100
+        arrays[f"{part}_images"] = np.clip(images, 0, 255).astype(np.uint8)
+        arrays[f"{part}_labels"] = labels
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_local_medmnist_copy_trains_with_its_official_split(tmp_path: Path) -> None:
+    npz = write_medmnist(tmp_path / "pneumoniamnist.npz")
+    cfg = {"name": "medmnist", "seed": 0, "data": {"train": {"path": str(npz)}, "test": {"path": str(npz)}},
+           "task": {"kind": "binary", "target": "label", "positive": 1},
+           "images": {"size": [28, 28], "window": None}, "split": {"kind": "external"},
+           "models": {"names": ["resnet", "radiomics_logistic"], "resnet": {"widths": [8, 16]}},
+           "training": FAST, "evaluation": {"bootstrap": 20}}
+    run = precimed.train(cfg, tmp_path / "run")
+    assert run.metrics["models"]["resnet"]["n_slices"] == 20  # the file's test part only
+    assert run.metrics["models"]["resnet"]["n_positive"] == 10
+    assert run.metrics["models"]["radiomics_logistic"]["auroc"]["value"] > 0.8
+    assert any("no patient identifiers" in n for n in run.metrics["notes"])
+
+
+def test_medmnist_and_class_folder_problems_are_named(tmp_path: Path) -> None:
+    from precimed.data.image_collections import read_class_folders, read_medmnist
+    from precimed.errors import DataError
+
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(DataError, match=r"other.npz: not a MedMNIST file: the arrays \['train_images'"):
+        read_medmnist(tmp_path / "other.npz", part="train")
+    (tmp_path / "pickled.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(DataError, match="pickled.npz: not a readable .npz file"):
+        read_medmnist(tmp_path / "pickled.npz", part="test")
+    root = tmp_path / "MedNIST"
+    for name, size in (("CXR", (16, 16)), ("HeadCT", (16, 16))):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full(size, 40 * i, dtype=np.uint8)).save(root / name / f"{i}.jpeg")
+    coll = read_class_folders(root)
+    assert coll.classes == ["CXR", "HeadCT"] and coll.images.shape == (6, 16, 16) and list(coll.labels) == [0] * 3 + [1] * 3
+    Image.fromarray(np.zeros((20, 16), dtype=np.uint8)).save(root / "HeadCT" / "odd.png")
+    with pytest.raises(DataError, match=r"HeadCT/odd.png: 16×20 pixels, but the first picture is 16×16"):
+        read_class_folders(root)

@@ -35,6 +35,7 @@ from precimed.atomic import atomic_dir
 from precimed.bundle import Bundle, load_bundle, save_bundle
 from precimed.config import RunConfig, SourceConfig, SyntheticLesionsConfig
 from precimed.data import image_sets
+from precimed.data.image_collections import read_class_folders, read_medmnist
 from precimed.data.images import ImageVolume, read_image, read_image_table, read_mask
 from precimed.data.synthetic_lesions import background_slices, make_lesion_set
 from precimed.errors import ConfigError, DataError
@@ -177,8 +178,37 @@ def _manifest(source: SourceConfig, cfg: RunConfig, echo: Echo) -> ImageData:
     return ImageData(cases, notes, {"set": "manifest", "synthetic": False, "file": Path(where).name})
 
 
-def load_image_data(source: SourceConfig, cfg: RunConfig, *, echo: Echo = quiet) -> ImageData:
-    """The cases a source names: a built-in image set or a manifest table."""
+def _collection(source: SourceConfig, cfg: RunConfig, part: str, echo: Echo) -> ImageData:
+    """A user's local copy of a labelled picture collection (MedMNIST .npz, MedNIST class folders)."""
+    path = Path(source.path)  # type: ignore[arg-type]
+    coll = read_medmnist(path, part=part) if path.suffix == ".npz" else read_class_folders(path)
+    positive = cfg.task.positive
+    if positive is None:
+        if len(coll.classes) != 2:
+            raise ConfigError(f"{cfg.name}: {coll.source} has {len(coll.classes)} classes {coll.classes[:12]}; name "
+                              "the positive one with task.positive")
+        positive = coll.classes[1]
+    if str(positive) not in coll.classes:
+        raise ConfigError(f"{cfg.name}: task.positive {positive!r} is not a class of {coll.source}; its classes are "
+                          f"{coll.classes[:12]}")
+    k = coll.classes.index(str(positive))
+    cases = [ImageCase(ident, ImageVolume(coll.images[i][None], (1.0, 1.0, 1.0), coll.source, None,
+                                          {"format": "collection", "spacing_known": False}),
+                       None, int(coll.labels[i] == (k if path.suffix != ".npz" else int(positive))))
+             for i, ident in enumerate(coll.ids)]
+    echo(f"{coll.source} ({part}): {len(cases)} pictures, {sum(c.label for c in cases)} of class {positive!r}")
+    note = (f"{coll.source} records no patient identifiers: each picture counts as its own patient, so pictures of one "
+            "patient may sit on both sides of a split unless the collection's own split is used (split external, "
+            "the same file as data.test)")
+    return ImageData(cases, [note], {"set": "collection", "synthetic": False, "file": coll.source,
+                                     "classes": coll.classes, "positive": str(positive)})
+
+
+def load_image_data(source: SourceConfig, cfg: RunConfig, *, echo: Echo = quiet, part: str = "train") -> ImageData:
+    """The cases a source names: a built-in image set, a manifest table, or a local picture collection
+    (MedMNIST ``.npz``: its train + val parts, or its test part when ``part`` is "test"; MedNIST class folders)."""
+    if source.path is not None and (Path(source.path).suffix == ".npz" or Path(source.path).is_dir()):
+        return _collection(source, cfg, part, echo)
     if source.dataset == "pyradiomics":
         return _pyradiomics(echo)
     if source.dataset == "synthetic_lesions":
@@ -494,7 +524,7 @@ def train_imaging_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite:
         exclude = [] if data.provenance.get("synthetic") else sorted({c.case for c in data.cases})
         pretrained, pretrain_info = pretrain_classifier(cfg, exclude=exclude, progress=progress, echo=echo)
     if cfg.split.kind == "external":
-        test_data = load_image_data(cfg.data.test, cfg, echo=echo)  # type: ignore[arg-type]
+        test_data = load_image_data(cfg.data.test, cfg, echo=echo, part="test")  # type: ignore[arg-type]
         splits = [(data.cases, test_data.cases)]
         all_cases = data.cases + test_data.cases
     else:
