@@ -17,8 +17,8 @@ import yaml
 from helpers import PIMA, fast
 from precimed.csvio import csv_bytes, escape_cell
 from precimed.data import read_table
-from precimed.limits import DEFAULT_MAX_INPUT_BYTES, MAX_INPUT_ENV, max_input_bytes
 from precimed.errors import ConfigError, DataError
+from precimed.limits import DEFAULT_MAX_INPUT_BYTES, MAX_INPUT_ENV, max_input_bytes
 
 
 def _train_on(run_cli, path) -> tuple[int, str]:

@@ -23,7 +23,8 @@ from precimed.errors import ConfigError
 needs_pyradiomics = pytest.mark.skipif(not image_sets.image_set_available("pyradiomics"),
                                        reason="pyradiomics image data absent: bash scripts/fetch_imaging_data.sh")
 needs_backgrounds = pytest.mark.skipif(not image_sets.image_set_available("colin27"),
-                                       reason="Colin27 (Debian mricron-data) absent: bash scripts/fetch_imaging_data.sh")
+                                       reason="Colin27 (Debian mricron-data) absent: "
+                                              "bash scripts/fetch_imaging_data.sh")
 
 FAST = {"max_epochs": 2, "patience": 2, "progress": False}
 
@@ -293,7 +294,8 @@ def test_medmnist_and_class_folder_problems_are_named(tmp_path: Path) -> None:
         for i in range(3):
             Image.fromarray(np.full(size, 40 * i, dtype=np.uint8)).save(root / name / f"{i}.jpeg")
     coll = read_class_folders(root)
-    assert coll.classes == ["CXR", "HeadCT"] and coll.images.shape == (6, 16, 16) and list(coll.labels) == [0] * 3 + [1] * 3
+    assert coll.classes == ["CXR", "HeadCT"] and coll.images.shape == (6, 16, 16)
+    assert list(coll.labels) == [0] * 3 + [1] * 3
     Image.fromarray(np.zeros((20, 16), dtype=np.uint8)).save(root / "HeadCT" / "odd.png")
     with pytest.raises(DataError, match=r"HeadCT/odd.png: 16×20 pixels, but the first picture is 16×16"):
         read_class_folders(root)
