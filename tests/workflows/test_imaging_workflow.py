@@ -299,3 +299,38 @@ def test_medmnist_and_class_folder_problems_are_named(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((20, 16), dtype=np.uint8)).save(root / "HeadCT" / "odd.png")
     with pytest.raises(DataError, match=r"HeadCT/odd.png: 16×20 pixels, but the first picture is 16×16"):
         read_class_folders(root)
+
+
+@needs_pyradiomics
+@needs_backgrounds
+def test_pretraining_never_sees_the_evaluated_cases(tmp_path: Path) -> None:
+    from precimed.workflows.imaging import synthetic_cases
+
+    cfg = precimed.RunConfig.model_validate(synthetic_config())
+    everything, _ = synthetic_cases(cfg, seed=0)
+    kept, provenance = synthetic_cases(cfg, seed=0, exclude=["brain1", "lung2"])
+    assert {"pyradiomics:brain1", "pyradiomics:lung2"} <= {c.case for c in everything}
+    assert not {"pyradiomics:brain1", "pyradiomics:lung2"} & {c.case for c in kept}
+    assert "colin27" in provenance["backgrounds"]
+
+
+@needs_backgrounds
+def test_pretrained_then_fine_tuned_beside_scratch_on_the_same_split(tmp_path: Path) -> None:
+    cfg = synthetic_config(pretrain={"synthetic": {"n": 80, "per_source": 12, "radius_px": [2, 5]},
+                                     "max_epochs": 1, "freeze": ["stem"], "backbone_lr": 0.0003})
+    cfg["models"] = {"names": ["resnet_finetuned", "resnet", "resnet_pretrained"], "resnet": {"widths": [8, 16]},
+                     "compare": ["resnet_finetuned - resnet", "resnet_finetuned - resnet_pretrained"]}
+    run = precimed.train(cfg, tmp_path / "run")
+    doc = run.metrics
+    assert doc["primary_model"] == "resnet_finetuned"
+    assert set(doc["comparisons"]) == {"resnet_finetuned - resnet", "resnet_finetuned - resnet_pretrained"}
+    assert doc["pretraining"]["images"] == 80 and doc["pretraining"]["epochs"] == 1
+    n = {m["n_slices"] for m in doc["models"].values()}
+    assert len(n) == 1  # every variant is scored on the same held-out images
+    bundle = precimed.load_bundle(run.bundle_path).bundle
+    tuned, frozen = bundle.models["resnet_finetuned"], bundle.models["resnet_pretrained"]
+    assert tuned.fine_tuned_ and not frozen.fine_tuned_
+    import torch
+
+    stem = [k for k in tuned.net_.state_dict() if k.startswith("stem")][0]
+    assert torch.equal(tuned.net_.state_dict()[stem], frozen.net_.state_dict()[stem])  # the frozen stem kept

@@ -99,15 +99,18 @@ def _pyradiomics(echo: Echo) -> ImageData:
                                  "citation": info.citation, "synthetic": False})
 
 
-def synthetic_cases(cfg: RunConfig, *, seed: int, exclude: Sequence[str] = ()) -> tuple[list[ImageCase], dict]:
+def synthetic_cases(cfg: RunConfig, *, seed: int, exclude: Sequence[str] = (),
+                    settings: SyntheticLesionsConfig | None = None) -> tuple[list[ImageCase], dict]:
     """Synthetic lesions on real anatomy, as one pseudo-volume per background source (the unit of splitting).
 
-    ``exclude`` drops backgrounds whose source group starts with one of the names (e.g. the real cases a run
-    evaluates on, so pretraining never sees their anatomy).
+    ``exclude`` drops backgrounds of the named cases (e.g. the real cases a run evaluates on, so pretraining never
+    sees their anatomy).
     """
     images = cfg.images
     assert images is not None
-    if images.synthetic is not None:
+    if settings is not None:
+        syn = settings
+    elif images.synthetic is not None:
         syn = images.synthetic
     elif images.pretrain is not None:
         syn = images.pretrain.synthetic
@@ -115,7 +118,7 @@ def synthetic_cases(cfg: RunConfig, *, seed: int, exclude: Sequence[str] = ()) -
         syn = SyntheticLesionsConfig()
     size = int(max(images.size))
     backgrounds, groups = background_slices(size=size, seed=seed, per_source=syn.per_source)
-    keep = np.array([not any(str(g).startswith(x) for x in exclude) for g in groups])
+    keep = np.array([str(g).split(":")[-1] not in set(exclude) for g in groups])  # "pyradiomics:brain1" → brain1
     if not keep.any():
         raise DataError("no real background slices are left for synthetic lesions after excluding "
                         f"{sorted(exclude)}; install mricron-data (scripts/fetch_imaging_data.sh)")
@@ -351,7 +354,7 @@ def pretrain_classifier(cfg: RunConfig, *, exclude: Sequence[str], progress: boo
     """Train the CNN on synthetic lesions in real anatomy (labels known by construction); its state and a summary."""
     im = cfg.images
     assert im is not None and im.pretrain is not None
-    cases, provenance = synthetic_cases(cfg, seed=cfg.seed + 1, exclude=exclude)
+    cases, provenance = synthetic_cases(cfg, seed=cfg.seed + 1, exclude=exclude, settings=im.pretrain.synthetic)
     pre = ImagePreprocessor(spacing=None, size=tuple(im.size), window=None, normalize=im.normalize,
                             context=im.context, per_modality=False).fit([c.volume for c in cases])
     S = slices_of(cases, pre, cfg, cap=False)
