@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,19 @@ def _has_dicom_marker(p: Path) -> bool:
             return fh.read(4) == b"DICM"
     except OSError:
         return False
+
+
+def _checked_dims(shape: Sequence[int], name: str, word: str) -> Any:
+    """A header's shape without trailing singleton axes: 2-D or 3-D and within the voxel limit, or a DataError."""
+    shape = type(shape)(shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) > 3:
+        raise DataError(f"{name}: the image is {len(shape)}-D, {word} {shape}; 4-D; give one volume")
+    if len(shape) < 2:
+        raise DataError(f"{name}: the image is {len(shape)}-D, {word} {shape}; expected a 2-D or 3-D image")
+    _check_voxels(shape, name)
+    return shape
 
 
 def _check_voxels(shape: tuple[int, ...] | list[int], name: str) -> None:
@@ -408,13 +421,7 @@ def _read_nifti(p: Path, name: str) -> ImageVolume:
         shape = tuple(int(s) for s in img.shape)
     except Exception as exc:  # nibabel raises ImageFileError, HeaderDataError, ValueError, EOFError...
         raise DataError(f"{name}: not a readable NIfTI file ({_short(exc)})") from None
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) > 3:
-        raise DataError(f"{name}: the image is {len(shape)}-D, shape {shape}; 4-D; give one volume")
-    if len(shape) < 2:
-        raise DataError(f"{name}: the image is {len(shape)}-D, shape {shape}; expected a 2-D or 3-D image")
-    _check_voxels(shape, name)
+    shape = _checked_dims(shape, name, "shape")
     try:
         data = np.asarray(img.get_fdata(dtype=np.float32)).reshape(shape)
     except Exception as exc:
@@ -447,13 +454,7 @@ def _read_nrrd(p: Path, name: str) -> ImageVolume:
     except Exception as exc:  # pynrrd raises NRRDError, ValueError, UnicodeDecodeError...
         raise DataError(f"{name}: not a readable NRRD header ({_short(exc)})") from None
     shape = [int(s) for s in header.get("sizes", [])]
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) > 3:
-        raise DataError(f"{name}: the image is {len(shape)}-D, sizes {shape}; 4-D; give one volume")
-    if len(shape) < 2:
-        raise DataError(f"{name}: the image is {len(shape)}-D, sizes {shape}; expected a 2-D or 3-D image")
-    _check_voxels(shape, name)
+    shape = _checked_dims(shape, name, "sizes")
     data_file = header.get("data file") or header.get("datafile")
     if data_file:
         detached = (p.parent / str(data_file)).resolve()

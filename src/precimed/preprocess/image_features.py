@@ -69,12 +69,17 @@ def check_batch(images: Any, *, where: str) -> np.ndarray:
     array = np.asarray(images)
     if array.ndim != 4 or array.shape[0] == 0 or min(array.shape[1:]) == 0:
         raise DataError(f"{where}: images must be a non-empty (N, C, H, W) array, got shape {array.shape}")
+    return finite_float32(array, subject=f"{where}: the images", holds="hold", unit="value(s)")
+
+
+def finite_float32(array: np.ndarray, *, subject: str, holds: str, unit: str) -> np.ndarray:
+    """``array`` as float32 when it holds finite numbers; else a DataError naming ``subject`` and the count."""
     if array.dtype.kind not in "biuf":
-        raise DataError(f"{where}: images must hold numbers, got dtype {array.dtype}")
+        raise DataError(f"{subject} must hold numbers, got dtype {array.dtype}")
     array = array.astype(np.float32, copy=False)
     bad = int(np.count_nonzero(~np.isfinite(array)))
     if bad:
-        raise DataError(f"{where}: the images hold {bad} NaN or infinite value(s); expected finite intensities")
+        raise DataError(f"{subject} {holds} {bad} NaN or infinite {unit}; expected finite intensities")
     return array
 
 

@@ -39,6 +39,7 @@ from typing import Any, Self
 import numpy as np
 
 from precimed.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from precimed.preprocess.image_features import finite_float32
 
 __all__ = ["FIT_PERCENTILES", "STATE_FORMAT", "Augment", "ImagePreprocessor"]
 
@@ -67,12 +68,7 @@ def _checked(volume: Any) -> tuple[np.ndarray, tuple[float, float, float]]:
         raise DataError(f"{name}: an image volume is a 3-D (z, y, x) array; got shape {array.shape}")
     if array.size == 0:
         raise DataError(f"{name}: the image is empty (shape {array.shape})")
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{name}: image values must be numbers, got dtype {array.dtype}")
-    array = array.astype(np.float32, copy=False)
-    bad = int(np.count_nonzero(~np.isfinite(array)))
-    if bad:
-        raise DataError(f"{name}: the image holds {bad} NaN or infinite voxel(s); expected finite intensities")
+    array = finite_float32(array, subject=f"{name}: the image", holds="holds", unit="voxel(s)")
     try:
         spacing = tuple(float(s) for s in volume.spacing)
     except (TypeError, ValueError):

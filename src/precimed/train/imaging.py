@@ -306,6 +306,24 @@ class _ImageNetEstimator(BaseEstimator):
         return {"history": {"train_loss": h.train_loss, "val_loss": h.val_loss}, "best_epoch": h.best_epoch,
                 "seconds": h.seconds}
 
+    def _state(self, **learned: Any) -> tuple[dict, dict[str, bytes]]:
+        """The JSON state (constructor parameters, input shape, ``learned`` attributes, history) and the weights."""
+        self._require_fitted()
+        state = {"params": self._params(), "n_channels": self.n_channels_, "image_size": list(self.image_size_),
+                 "fine_tuned": self.fine_tuned_, **learned, **self._history_state()}
+        return state, {self._blob: self._weights_blob()}
+
+    @classmethod
+    def _from_state(cls, state: dict, blobs: dict[str, bytes], **learned: Any) -> Self:
+        """A fitted estimator from its state; ``learned`` sets the subclass's own fitted attributes."""
+        model = cls(**state["params"])
+        model.n_channels_ = int(state["n_channels"])
+        model.image_size_ = tuple(state["image_size"])
+        for name, value in learned.items():
+            setattr(model, name, value)
+        model._restore_net(blobs, state)
+        return model
+
     def _restore_net(self, blobs: dict[str, bytes], state: dict) -> None:
         net = self._build_net()
         net.load_state_dict(torch.load(io.BytesIO(blobs[self._blob]), weights_only=True))
@@ -430,22 +448,12 @@ class ImageClassifier(ClassifierMixin, _ImageNetEstimator):
         return self._batched(self.net_, [torch.from_numpy(X)], lambda net, b: net.embed(b[0]))
 
     def to_state(self) -> tuple[dict, dict[str, bytes]]:
-        self._require_fitted()
-        state = {"params": self._params(), "n_channels": self.n_channels_, "image_size": list(self.image_size_),
-                 "n_tabular": self.n_tabular_, "pos_weight": self.pos_weight_, "fine_tuned": self.fine_tuned_,
-                 **self._history_state()}
-        return state, {self._blob: self._weights_blob()}
+        return self._state(n_tabular=self.n_tabular_, pos_weight=self.pos_weight_)
 
     @classmethod
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> Self:
-        model = cls(**state["params"])
-        model.n_channels_ = int(state["n_channels"])
-        model.image_size_ = tuple(state["image_size"])
-        model.n_tabular_ = int(state["n_tabular"])
-        model.pos_weight_ = float(state["pos_weight"])
-        model.classes_ = np.array([0, 1])
-        model._restore_net(blobs, state)
-        return model
+        return cls._from_state(state, blobs, n_tabular_=int(state["n_tabular"]),
+                               pos_weight_=float(state["pos_weight"]), classes_=np.array([0, 1]))
 
 
 # ----- the segmenter -------------------------------------------------------------------------------------
@@ -597,18 +605,9 @@ class ImageSegmenter(_ImageNetEstimator):
         return prob if proba else (prob >= self.threshold_).astype(np.uint8)
 
     def to_state(self) -> tuple[dict, dict[str, bytes]]:
-        self._require_fitted()
-        state = {"params": self._params(), "n_channels": self.n_channels_, "image_size": list(self.image_size_),
-                 "lesion_weight": self.lesion_weight_, "threshold": self.threshold_, "fine_tuned": self.fine_tuned_,
-                 **self._history_state()}
-        return state, {self._blob: self._weights_blob()}
+        return self._state(lesion_weight=self.lesion_weight_, threshold=self.threshold_)
 
     @classmethod
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> Self:
-        model = cls(**state["params"])
-        model.n_channels_ = int(state["n_channels"])
-        model.image_size_ = tuple(state["image_size"])
-        model.lesion_weight_ = float(state["lesion_weight"])
-        model.threshold_ = float(state["threshold"])
-        model._restore_net(blobs, state)
-        return model
+        return cls._from_state(state, blobs, lesion_weight_=float(state["lesion_weight"]),
+                               threshold_=float(state["threshold"]))

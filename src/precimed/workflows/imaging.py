@@ -640,7 +640,8 @@ def _by_lesion(S: Slices, probs: dict[str, np.ndarray], plan: catalogue.ModelPla
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
             rows = (~pos) | (pos & (values >= lo) & (values <= hi))
             sub = S.take(np.flatnonzero(rows))
-            res, _ = score_slice_classifiers({n: probs[n][rows] for n in plan.names}, sub.y, sub.groups,
+            units = np.array([f"{g}/{i}" for g, i in zip(sub.groups, sub.index, strict=True)])  # images
+            res, _ = score_slice_classifiers({n: probs[n][rows] for n in plan.names}, sub.y, units,
                                              n_boot=max(cfg.evaluation.bootstrap // 4, 1), level=cfg.evaluation.level,
                                              seed=cfg.seed)
             bands.append({"low": float(lo), "high": float(hi), "n_positive": int(sub.y.sum()),
