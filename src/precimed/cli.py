@@ -84,7 +84,8 @@ def _print_image_metrics(doc: dict) -> None:
     level = int(round(doc["bootstrap"]["level"] * 100))
     unit = doc["bootstrap"].get("resampled", "patients")
     split = doc.get("split", {}).get("kind", "external")
-    table = Table(title=f"{doc['run']}: {task} of image slices, {data['patients']} patient(s), "
+    who = "background volume(s)" if doc["data"].get("source", {}).get("synthetic") else "patient(s)"
+    table = Table(title=f"{doc['run']}: {task} of image slices, {data['patients']} {who}, "
                         f"{data.get('slices_scored', data['slices'])} slices, split {split}; {level}% CI resampling "
                         f"{unit}, {doc['bootstrap']['replicates']} replicates")
     columns = IMAGE_METRICS[task]

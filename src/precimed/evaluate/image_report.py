@@ -65,7 +65,9 @@ def _data(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _metrics(doc: Mapping[str, Any]) -> dict[str, Any]:
-    s = _section("metrics", "Metrics on held-out patients")
+    synthetic = ((doc.get("data") or {}).get("source") or {}).get("synthetic")
+    s = _section("metrics", "Metrics on held-out " + ("background volumes (synthetic lesions)" if synthetic
+                                                       else "patients"))
     models = doc.get("models") or {}
     if doc.get("task") == "segmentation":
         rows = [[n, _ci(m.get("dice")), _f(m.get("dice_sd")), _f(m.get("dice_min")), _f(m.get("dice_max")),
