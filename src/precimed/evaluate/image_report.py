@@ -140,13 +140,11 @@ def _saliency(doc: Mapping[str, Any]) -> dict[str, Any] | None:
 def _examples(examples: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any] | None:
     if not any(examples.values()):
         return None
-    s = _section("examples", "Examples: correct and wrong cases",
+    s = _section("examples", "Examples: the best and the worst held-out cases",
                  "green: expert mask; red: model's mask; heat: saliency or lesion probability")
-    for kind in ("correct", "wrong"):
-        items = list(examples.get(kind) or [])
+    for kind, items in examples.items():
         if items:
-            s["images"].append({"src": _uri(overlay_grid_png(items, columns=4, title=f"{kind} cases")),
-                                "alt": f"{kind} cases"})
+            s["images"].append({"src": _uri(overlay_grid_png(list(items), columns=4, title=kind)), "alt": kind})
     return s
 
 
@@ -176,7 +174,8 @@ def render_image_report(*, title: str, doc: Mapping[str, Any], examples: Mapping
 
 def write_image_report(path: str | os.PathLike[str], **arguments: Any) -> Path:
     """Write the imaging report atomically. Arguments: ``title``; ``doc`` the run's metrics.json document;
-    ``examples`` {"correct": [...], "wrong": [...]} overlay items (image, truth, pred, saliency, caption);
+    ``examples`` {title: [...]} overlay items (image, truth, pred, saliency, caption), e.g. the highest- and
+    lowest-Dice cases;
     ``histories`` {model: {"train_loss", "val_loss", "best_epoch"}}; ``outputs`` {"y", "probabilities"} for ROC."""
     html = render_image_report(**arguments)
     atomic_write_bytes(Path(path), html.encode("utf-8"))

@@ -443,8 +443,10 @@ def _fold(cfg: RunConfig, plan: catalogue.ModelPlan, train: Sequence[ImageCase],
     tab = _tabular_preprocessor(cfg, train)
     S_train = slices_of(train, pre, cfg, tabular=tab, crop_losses=crop_losses)
     S_test = slices_of(test, pre, cfg, tabular=tab, cap=False, crop_losses=crop_losses)
-    echo(f"{label}: training on {len(train)} patient(s), {len(S_train.y)} slices ({int(S_train.y.sum())} with a "
-         f"lesion); testing on {len(test)} patient(s), {len(S_test.y)} slices")
+    who = "background volume(s)" if synthetic else "patient(s)"
+    echo(f"{label}: training on {len({c.case for c in train})} {who}, {len(S_train.y)} slices "
+         f"({int(S_train.y.sum())} with a lesion); testing on {len({c.case for c in test})} {who}, "
+         f"{len(S_test.y)} slices")
     models = {name: _fit_one(cfg, name, S_train, pretrained=pretrained, progress=progress) for name in plan.names}
     scores = {name: model_scores(m, name, S_test) for name, m in models.items()}
     dices: dict[str, dict[str, float]] = {}
@@ -674,13 +676,14 @@ def _dice_by_lesion(folds: Sequence[FoldResult], plan: catalogue.ModelPlan) -> d
 
 
 def _examples(folds: Sequence[FoldResult], cfg: RunConfig) -> dict[str, list[dict]]:
-    """Overlay figures for the report: best and worst segmentations, or Grad-CAM on right and wrong slices."""
+    """Overlay figures for the report: the highest- and lowest-Dice segmentations, or Grad-CAM on lesion slices
+    the classifier got right (p above the threshold) and wrong."""
     out: dict[str, list[dict]] = {}
     if cfg.task.kind == "segmentation":
         items = sorted((e for f in folds for e in f.examples), key=lambda e: -e["dice"])
         items = [{k: v for k, v in e.items() if k != "dice"} for e in items]
-        out["correct"] = items[:4]
-        out["wrong"] = items[::-1][:4]
+        out["highest Dice"] = items[:4]
+        out["lowest Dice"] = items[::-1][:4]
         return out
     right, wrong = [], []
     primary = cfg.models.primary
@@ -694,7 +697,7 @@ def _examples(folds: Sequence[FoldResult], cfg: RunConfig) -> dict[str, list[dic
                     "saliency": f.saliency["grad_cam"][j],
                     "caption": f"{f.slices.groups[r]} slice {int(f.slices.index[r])}: p={p:.2f}"}
             (right if p >= cfg.evaluation.threshold else wrong).append(item)
-    out["correct"], out["wrong"] = right[:4], wrong[:4]
+    out["lesion found (correct)"], out["lesion missed (wrong)"] = right[:4], wrong[:4]
     return out
 
 
