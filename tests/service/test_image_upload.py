@@ -196,8 +196,20 @@ def _compressed() -> bytes:
     return out.getvalue()
 
 
+def _huge_header(ct: bytes) -> bytes:
+    """A small file whose header declares 4096 × 4096 × 8 frames: refused before any pixel is decoded."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(ct))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 4096, 4096, 8
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(("case", "expected"), [
     ("not dicom", "is not a DICOM file"),
+    ("huge", "declares 134,217,728 voxels"),
     ("empty", "is empty"),
     ("truncated", "truncated"),
     ("no pixel data", "holds no pixel data"),
@@ -206,7 +218,7 @@ def _compressed() -> bytes:
 def test_a_bad_file_is_one_422_line_naming_the_problem(isvc, ct, case, expected):
     data = {"not dicom": b"PatientName=" + NAME.encode() + b"\n" * 400, "empty": b"",
             "truncated": ct[0][: len(ct[0]) - 20_000], "no pixel data": _no_pixels(),
-            "compressed": _compressed()}[case]
+            "compressed": _compressed(), "huge": _huge_header(ct[0]) if case == "huge" else b""}[case]
     r = _predict(isvc, BINARY, data)
     assert r.status_code == 422, r.text
     message = r.json()["message"]

@@ -334,3 +334,17 @@ def test_pretrained_then_fine_tuned_beside_scratch_on_the_same_split(tmp_path: P
 
     stem = [k for k in tuned.net_.state_dict() if k.startswith("stem")][0]
     assert torch.equal(tuned.net_.state_dict()[stem], frozen.net_.state_dict()[stem])  # the frozen stem kept
+
+
+def test_a_medmnist_zip_bomb_is_refused_before_unpacking(tmp_path: Path, monkeypatch) -> None:
+    from precimed.data.image_collections import read_medmnist
+    from precimed.errors import DataError
+
+    path = tmp_path / "bomb.npz"
+    zeros = np.zeros((2000, 64, 64), dtype=np.uint8)  # 8 MB of zeros compresses to a few kB
+    np.savez_compressed(path, train_images=zeros, train_labels=np.zeros((2000, 1), dtype=np.uint8),
+                        val_images=zeros[:1], val_labels=np.zeros((1, 1), dtype=np.uint8))
+    assert path.stat().st_size < 100_000
+    monkeypatch.setenv("PRECIMED_MAX_INPUT_BYTES", "1000000")
+    with pytest.raises(DataError, match=r"bomb.npz: its arrays unpack to 8,\d{3},\d{3} bytes, over the input limit"):
+        read_medmnist(path, part="train")

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from precimed.errors import DataError
-from precimed.limits import check_input_size
+from precimed.limits import MAX_INPUT_ENV, check_input_size, max_input_bytes
 
 MAX_IMAGES = 500_000
+MAX_PIXELS = 2**28  # all pictures of a collection together, as for one volume
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -49,6 +50,7 @@ def read_medmnist(path: str | Path, *, part: str) -> ImageCollection:
     """The ``part`` ("train": train + val, or "test") of a MedMNIST ``.npz`` file."""
     p = Path(path)
     check_input_size(p)
+    _check_unpacked_size(p)
     names = ("train", "val") if part == "train" else ("test",)
     try:
         with np.load(p, allow_pickle=False) as z:
@@ -78,6 +80,21 @@ def read_medmnist(path: str | Path, *, part: str) -> ImageCollection:
     return ImageCollection(_grey(X), y.astype(int), ids, [str(c) for c in np.unique(y)], p.name)
 
 
+def _check_unpacked_size(p: Path) -> None:
+    """Refuse a compressed .npz whose arrays unpack to more than the input limit (a zip bomb), before unpacking."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: np.load says so below, in one line
+    limit = max_input_bytes()
+    if unpacked > limit:
+        raise DataError(f"{p.name}: its arrays unpack to {unpacked:,} bytes, over the input limit of {limit:,} bytes; "
+                        f"raise {MAX_INPUT_ENV} if this machine has the memory")
+
+
 def read_class_folders(root: str | Path) -> ImageCollection:
     """Pictures in one sub-folder per class (MedNIST layout); every picture must have the same size."""
     from PIL import Image, UnidentifiedImageError
@@ -99,6 +116,8 @@ def read_class_folders(root: str | Path) -> ImageCollection:
                     pixels = np.asarray(im.convert("L"), dtype=np.float32)
             except (UnidentifiedImageError, OSError) as exc:
                 raise DataError(f"{name}/{f.name}: not a readable picture ({type(exc).__name__})") from None
+            if (len(images) + 1) * pixels.size > MAX_PIXELS:
+                raise DataError(f"{r}: the pictures hold more than {MAX_PIXELS:,} pixels together; use a subset")
             if images and pixels.shape != images[0].shape:
                 raise DataError(f"{name}/{f.name}: {pixels.shape[1]}×{pixels.shape[0]} pixels, but the first picture "
                                 f"is {images[0].shape[1]}×{images[0].shape[0]}; every picture must have one size")

@@ -48,6 +48,19 @@ def is_imaging(bundle: Bundle) -> bool:
     return bundle.image_preprocessor is not None
 
 
+#: the most voxels one uploaded file may decode to (float32: 256 MiB), checked on the header before any pixel is
+#: decoded, so a small compressed file cannot make a request allocate gigabytes
+MAX_UPLOAD_VOXELS = 2**26
+
+
+def _declared_voxels(ds: Any) -> int:
+    try:
+        frames = max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+        return int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * frames
+    except (TypeError, ValueError):
+        return 0  # an unreadable size: the image reader refuses the file in one line
+
+
 def deidentified_dicom(data: bytes) -> bytes:
     """The uploaded DICOM file de-identified, as DICOM bytes; DataError (one line, no header value) if the body is
     empty, not DICOM, damaged, or its header cannot be de-identified."""
@@ -62,6 +75,10 @@ def deidentified_dicom(data: bytes) -> bytes:
         raise DataError(f"{WHERE} is not a DICOM file (no 'DICM' marker at byte 128 and no readable header)") from None
     except Exception as exc:  # pydicom raises EOFError, struct.error, ValueError... on damaged files
         raise DataError(f"{WHERE} is a damaged or truncated DICOM file ({type(exc).__name__})") from None
+    voxels = _declared_voxels(ds)
+    if voxels > MAX_UPLOAD_VOXELS:
+        raise DataError(f"{WHERE} declares {voxels:,} voxels (rows × columns × frames), over the {MAX_UPLOAD_VOXELS:,} "
+                        "one request may decode; send fewer frames per file")
     try:
         deidentify_dataset(ds, _KEY, _POLICY)
         out = io.BytesIO()
