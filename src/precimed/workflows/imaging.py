@@ -405,6 +405,12 @@ def _case_dice(cases: Sequence[ImageCase], pre: ImagePreprocessor, S: Slices, ma
     return out
 
 
+def _occlusion_grid(size: int) -> dict[str, int]:
+    """Occlusion patches of an eighth of the image, moved by half a patch: 15 × 15 positions at any size."""
+    patch = max(4, size // 8)
+    return {"patch": patch, "stride": max(2, patch // 2)}
+
+
 def _saliency(model: Any, S: Slices, *, seed: int) -> dict[str, Any]:
     """Grad-CAM and occlusion on positive slices: pointing game and IoU against random maps."""
     rows = np.flatnonzero((S.y == 1) & (S.masks.reshape(len(S.y), -1).max(axis=1) > 0)) if S.masks is not None \
@@ -413,8 +419,7 @@ def _saliency(model: Any, S: Slices, *, seed: int) -> dict[str, Any]:
         return {}
     X, masks = S.X[rows], S.masks[rows]  # type: ignore[index]
     cam = grad_cam(model.net_, model.net_.cam_layer, X)
-    occ = occlusion_map(lambda x: model.predict_proba(x)[:, 1], X, patch=max(4, X.shape[-1] // 12),
-                        stride=max(2, X.shape[-1] // 24))
+    occ = occlusion_map(lambda x: model.predict_proba(x)[:, 1], X, **_occlusion_grid(X.shape[-1]))
     rand = random_saliency(cam.shape, seed=seed)
     return {"rows": rows, "grad_cam": cam, "occlusion": occ, "random": rand,
             "hits": {k: pointing_game(m, masks) for k, m in (("grad_cam", cam), ("occlusion", occ), ("random", rand))},
@@ -829,8 +834,7 @@ def explain_image_file(bundle_dir: Path | str, input_path: Path | str, output: P
             raise ConfigError(f"model {name!r} has no network to explain with Grad-CAM; choose a CNN of the bundle")
         top = np.argsort(-scores, kind="stable")[:top_k]
         cam = grad_cam(est.net_, est.net_.cam_layer, X[top])
-        occ = occlusion_map(lambda x: est.predict_proba(x)[:, 1], X[top], patch=max(4, X.shape[-1] // 12),
-                            stride=max(2, X.shape[-1] // 24))
+        occ = occlusion_map(lambda x: est.predict_proba(x)[:, 1], X[top], **_occlusion_grid(X.shape[-1]))
         for j, r in enumerate(top):
             peak = np.unravel_index(int(np.argmax(cam[j])), cam[j].shape)
             rows.append({"slice": int(r), "model": name, "probability": float(scores[r]),
