@@ -166,25 +166,24 @@ class PatientExplanation(_Out):
     missing: list[str]
 
 
-class PredictionOut(_Out):
+class _ScoredOut(_Out):
+    """What every scoring answer says about itself: its id, the registered model and version, the bundle and the
+    bundle's model that scored the input."""
+
     id: str = Field(description="fetch it again from /v1/predictions/{id}")
     model: str
     version: int
     bundle: str
     stage: Literal["production", "pinned"]
-    submodel: str = Field(description="the bundle's model that scored the patients")
+    submodel: str = Field(description="the bundle's model that scored the input")
     task: str
+
+
+class PredictionOut(_ScoredOut):
     predictions: list[PatientPrediction]
 
 
-class ExplanationOut(_Out):
-    id: str
-    model: str
-    version: int
-    bundle: str
-    stage: Literal["production", "pinned"]
-    submodel: str
-    task: str
+class ExplanationOut(_ScoredOut):
     explanations: list[PatientExplanation]
 
 
@@ -200,17 +199,10 @@ class ImageSlice(_Out):
     max_probability: Number = None
 
 
-class ImagePredictionOut(_Out):
+class ImagePredictionOut(_ScoredOut):
     """The answer to a DICOM upload (Content-Type: application/dicom): one row per slice. Nothing read from the
     file's header is kept: the file is de-identified before it is hashed or read."""
 
-    id: str = Field(description="fetch it again from /v1/predictions/{id}")
-    model: str
-    version: int
-    bundle: str
-    stage: Literal["production", "pinned"]
-    submodel: str = Field(description="the bundle's model that scored the slices")
-    task: str
     slices: list[ImageSlice]
 
 
