@@ -112,7 +112,7 @@ def _predict(s, name: str, data: bytes, role: str = "clinician", query: str = ""
 def test_a_dicom_file_is_scored_slice_by_slice_stored_and_fetched_by_its_maker(isvc, ct, image_bundles):
     from precimed.bundle import load_bundle
     from precimed.data.images import read_dicom_bytes
-    from precimed.workflows.imaging import predict_volume
+    from precimed.workflows.image_serving import predict_volume
 
     r = _predict(isvc, BINARY, ct[0])
     assert r.status_code == 200, r.text

@@ -304,7 +304,7 @@ def test_medmnist_and_class_folder_problems_are_named(tmp_path: Path) -> None:
 @needs_pyradiomics
 @needs_backgrounds
 def test_pretraining_never_sees_the_evaluated_cases(tmp_path: Path) -> None:
-    from precimed.workflows.imaging import synthetic_cases
+    from precimed.workflows.image_cases import synthetic_cases
 
     cfg = precimed.RunConfig.model_validate(synthetic_config())
     everything, _ = synthetic_cases(cfg, seed=0)

@@ -94,7 +94,7 @@ def predict_dicom_upload(bundle: Bundle, data: bytes, *, model: str | None = Non
 
     The bytes are de-identified first; only the de-identified file is hashed and read. Nothing is written to disk.
     """
-    from precimed.workflows.imaging import predict_volume
+    from precimed.workflows.image_serving import predict_volume
 
     name = bundle.model_named(model)
     with warnings.catch_warnings():

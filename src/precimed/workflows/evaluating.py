@@ -34,7 +34,8 @@ def evaluate_bundle(bundle_dir: Path | str, data: str, out_dir: Path | str, *, o
     bundle = load_bundle(bundle_dir)
     cfg = bundle.config
     if bundle.image_preprocessor is not None:
-        from precimed.workflows.imaging import evaluate_image_bundle, image_source
+        from precimed.workflows.image_cases import image_source
+        from precimed.workflows.image_serving import evaluate_image_bundle
 
         return evaluate_image_bundle(bundle_dir, image_source(data), out_dir, overwrite=overwrite, echo=echo)
     source = resolve_source(data, cfg)

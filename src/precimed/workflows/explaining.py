@@ -87,7 +87,7 @@ def explain_file(bundle_dir: Path, input_path: Path, output: Path, *, plots: Pat
     check_outputs_apart({"output": output, "plots": plots}, {"bundle": bundle_dir, "input": input_path})
     bundle = load_bundle(bundle_dir)
     if bundle.image_preprocessor is not None:
-        from precimed.workflows.imaging import explain_image_file
+        from precimed.workflows.image_serving import explain_image_file
 
         return explain_image_file(bundle_dir, input_path, output, plots=plots, model=model, top_k=top_k)
     rows = explain_frame(bundle, read_table(input_path), model=model, top_k=top_k, where=str(input_path))

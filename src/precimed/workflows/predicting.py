@@ -66,7 +66,7 @@ def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Pa
                                                   "observations": observations_path})
     bundle = load_bundle(bundle_dir)
     if bundle.image_preprocessor is not None:
-        from precimed.workflows.imaging import predict_image_file
+        from precimed.workflows.image_serving import predict_image_file
 
         return predict_image_file(bundle_dir, input_path, output_path, model=model, masks=masks, modality=modality)
     if masks is not None or modality is not None:
