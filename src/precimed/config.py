@@ -259,8 +259,26 @@ class ModelsConfig(_Strict):
     sequence: SequenceModelConfig | None = None
 
 
+SEARCH_STORAGE_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite")
+
+
+def mask_url(url: str) -> str:
+    """A database URL with its password replaced by ***: postgresql://user:***@host/db (never shows a password)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, host = rest.rsplit("@", 1)  # the last '@' ends the credentials: if in doubt, mask more, not less
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+
+
 class SearchConfig(_Strict):
-    """Optuna search over the MLP's shape and training settings, on an inner validation split only."""
+    """Optuna search over the MLP's shape and training settings, on an inner validation split only.
+
+    With `storage` (a SQLAlchemy URL: postgresql://user:password@host/db, or sqlite:///search.db on one machine)
+    the search runs in a shared Optuna study, so several `precimed train` processes or machines split its
+    trials; it stops when the study holds `trials` completed trials in total.
+    """
 
     trials: int = Field(default=20, ge=1, le=500)
     depth: tuple[int, int] = (1, 3)
@@ -268,6 +286,31 @@ class SearchConfig(_Strict):
     dropout: tuple[float, float] = (0.0, 0.5)
     lr: tuple[float, float] = (1e-4, 1e-2)
     weight_decay: tuple[float, float] = (1e-6, 1e-1)
+    # excluded from every dump (the bundle's metadata, metrics.json): the URL may hold a password
+    storage: str | None = Field(default=None, exclude=True, repr=False)
+    study: str | None = Field(default=None, min_length=1, max_length=200)
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in SEARCH_STORAGE_SCHEMES:
+            raise ValueError(f"{mask_url(url)!r} is not a supported search storage: give a URL whose scheme is "
+                             f"{', '.join(SEARCH_STORAGE_SCHEMES)}, e.g. postgresql://user:password@host:5432/db "
+                             "or sqlite:///search.db")
+        if scheme == "sqlite" and url.partition("://")[2].strip("/") in ("", ":memory:"):
+            raise ValueError(f"{url!r}: an in-memory SQLite study is not shared between processes; "
+                             "give a file, e.g. sqlite:///search.db")
+        return url
+
+    @property
+    def masked_storage(self) -> str | None:
+        """The storage URL with its password masked, for messages, logs and metrics.json."""
+        return None if self.storage is None else mask_url(self.storage)
 
 
 class PrivacyConfig(_Strict):

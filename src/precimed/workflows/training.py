@@ -47,8 +47,16 @@ def tune(cfg: RunConfig, name: str, X: np.ndarray, y: np.ndarray, *, progress: b
         return None
     echo(f"searching {search.trials} {name} settings on an inner validation split of the training rows")
     base = catalogue.build(cfg, name, progress=False)
-    space = search.model_dump(exclude={"trials"})
-    return tune_net(X, y, base, trials=search.trials, space=space, seed=cfg.seed, progress=progress)
+    space = search.model_dump(exclude={"trials", "storage", "study"})
+    shared: dict[str, str] = {}
+    if search.storage is not None:
+        # one study per searched model: a study named in the config gets the model's name appended when
+        # several models are searched
+        several = sum(_searchable(n) for n in catalogue.plan_models(cfg).names) > 1
+        study = search.study + (f"-{name}" if several else "") if search.study else f"precimed-{cfg.name}-{name}"
+        shared = {"storage": search.storage, "study": study}
+        echo(f"sharing the search in study {study!r} at {search.masked_storage}")
+    return tune_net(X, y, base, trials=search.trials, space=space, seed=cfg.seed, progress=progress, **shared)
 
 
 def _searchable(name: str) -> bool:
