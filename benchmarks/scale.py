@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ def one_size(n: int) -> list[dict]:
     """Runs in a child process: one training run on n synthetic rows; stage times and memory."""
     import precimed
 
+    # 1 M rows × 50 float columns is ~230 MB of Parquet: over the default input limit, raised here (and said so)
+    os.environ.setdefault("PRECIMED_MAX_INPUT_BYTES", str(4 * 2**30))
     folder = Path(tempfile.mkdtemp(prefix="precimed-scale-"))
     data = folder / "rows.parquet"
     make_rows(n, data)
@@ -85,7 +88,7 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"SYNTHETIC rows × {N_FEATURES} features, binary outcome; MLP + logistic + LightGBM, "
-          "200 bootstrap replicates")
+          "200 bootstrap replicates; PRECIMED_MAX_INPUT_BYTES raised to 4 GiB for the 1 M-row file")
     results: dict[int, list[dict]] = {}
     for n in sizes:
         out = subprocess.run([sys.executable, __file__, "--child", str(n)], capture_output=True, text=True, check=True)
