@@ -152,16 +152,36 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
 
 @app.command()
 def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
-            input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines"),
-            output: Path = typer.Option(..., "--output", help="predictions file (.csv, .parquet, .json, .jsonl)"),
+            input: Path = typer.Option(..., "--input", help="patients: CSV, Parquet, JSON records or JSON lines; or a "
+                                       "quoted glob of Parquet / CSV partitions ('folder/*.parquet')"),
+            output: Path = typer.Option(..., "--output", help="predictions file (.csv, .parquet, .json, .jsonl); a "
+                                        "folder for partitions (one <stem>.parquet each)"),
             model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
             allow_out_of_range: bool = typer.Option(
                 False, help="treat values outside the plausible range as missing instead of refusing"),
             masks: Path | None = typer.Option(None, help="imaging segmentation bundles: write the lesion mask here "
                                                          "(.nii.gz)"),
             modality: str | None = typer.Option(None, help="imaging bundles: the image's modality (CT, MR, ...) "
-                                                           "when the file does not record it")) -> None:
-    """Score new patients with a bundle (imaging bundles: every slice of one image)."""
+                                                           "when the file does not record it"),
+            engine: str | None = typer.Option(None, help="partitions: 'local' (one after another, the default for a "
+                                              "glob) or 'dask' (needs precimed[scale])"),
+            scheduler: str | None = typer.Option(None, help="--engine dask: address of a running Dask scheduler "
+                                                 "(default: a local cluster)"),
+            workers: int = typer.Option(2, help="--engine dask: processes of the local cluster (1 thread each)"),
+            overwrite: bool = typer.Option(False, help="partitions: replace an existing --output folder"),
+            progress: bool = typer.Option(True, help="partitions: show a progress bar (on a terminal)")) -> None:
+    """Score new patients with a bundle (imaging bundles: every slice of one image; a glob: every partition)."""
+    from precimed.workflows.bulk import has_glob, predict_partitions
+
+    if engine is not None or scheduler is not None or has_glob(input):
+        if masks is not None or modality is not None:
+            raise typer.BadParameter("--masks and --modality apply to one image, not to partitions")
+        result = predict_partitions(bundle, str(input), output, engine=engine or ("dask" if scheduler else "local"),
+                                    scheduler=scheduler, workers=workers, model=model,
+                                    allow_out_of_range=allow_out_of_range, progress=progress, overwrite=overwrite)
+        console.print(f"{result.rows} patient(s) in {len(result.partitions)} partition(s) scored with {result.model} "
+                      f"({result.engine}) → {output}", markup=False, highlight=False)
+        return
     from precimed.workflows.predicting import predict_file
 
     _apart({"--output": output, "--masks": masks}, {"BUNDLE": bundle, "--input": input})
