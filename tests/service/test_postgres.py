@@ -6,43 +6,10 @@ test is skipped with the reason, which also appears in the warnings summary.
 
 from __future__ import annotations
 
-import os
-import uuid
-import warnings
-
-import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from service.conftest import PATIENT, start
-
-PG_URL = os.environ.get("PRECIMED_TEST_PG_URL", "")
-
-
-def _skip(reason: str) -> None:
-    warnings.warn(f"PostgreSQL tests skipped: {reason}", UserWarning, stacklevel=2)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh database on the server for each test (dropped afterwards)."""
-    if not PG_URL:
-        _skip("PRECIMED_TEST_PG_URL is not set (scripts/start_postgres.sh starts a server and prints the URL)")
-    from precimed.service.db import normalize_url, redact
-
-    url = make_url(normalize_url(PG_URL))
-    name = f"precimed_t_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # unreachable server, bad credentials, no CREATEDB right
-        _skip(f"PostgreSQL at {redact(PG_URL)} not usable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_migrations_create_the_declared_schema_on_postgresql_and_run_twice(pg_url):

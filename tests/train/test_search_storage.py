@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import uuid
-import warnings
 
 import pytest
 
@@ -97,38 +96,6 @@ def _rerun(storage: str, study: str) -> dict:
 
 def test_two_processes_share_one_sqlite_study_and_agree_on_the_best_trial(tmp_path):
     _check_shared_study(tmp_path, f"sqlite:///{tmp_path / 'search.db'}", "precimed-test")
-
-
-PG_URL = os.environ.get("PRECIMED_TEST_PG_URL", "")
-
-
-def _skip(reason: str) -> None:
-    warnings.warn(f"PostgreSQL tests skipped: {reason}", UserWarning, stacklevel=2)
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh database on the server for this test (dropped afterwards), as a postgresql:// URL."""
-    if not PG_URL:
-        _skip("PRECIMED_TEST_PG_URL is not set (scripts/start_postgres.sh starts a server and prints the URL)")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from precimed.service.db import normalize_url
-
-    url = make_url(normalize_url(PG_URL))
-    name = f"precimed_s_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # unreachable server, bad credentials, no CREATEDB right
-        _skip(f"PostgreSQL at {mask_url(PG_URL)} not usable: {type(exc).__name__}")
-    yield url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_two_processes_share_one_postgresql_study_and_agree_on_the_best_trial(tmp_path, pg_url):
