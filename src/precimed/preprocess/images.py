@@ -40,10 +40,10 @@ import numpy as np
 
 from precimed.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from precimed.preprocess.image_features import finite_float32
+from precimed.preprocess.state import STATE_FORMAT, check_state
 
 __all__ = ["FIT_PERCENTILES", "STATE_FORMAT", "Augment", "ImagePreprocessor"]
 
-STATE_FORMAT = 1
 #: the robust window of ``window="fit"``: these percentiles of the training voxels
 FIT_PERCENTILES = (0.5, 99.5)
 #: voxels drawn per training volume to fit the intensity statistics (a fixed-seed sample, enough for percentiles)
@@ -347,12 +347,7 @@ class ImagePreprocessor:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ImagePreprocessor:
         expected = {"format", "estimator", "params", "stats", "n_volumes_fit"}
-        if not isinstance(state, Mapping) or set(state) != expected:
-            keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ArtifactError(f"{cls.__name__}.from_state: not an image preprocessor state (keys {keys})")
-        if state["format"] != STATE_FORMAT or state["estimator"] != cls.__name__:
-            raise ArtifactError(f"{cls.__name__}.from_state: state is {state['estimator']} format {state['format']}, "
-                                f"this version reads {cls.__name__} format {STATE_FORMAT}")
+        check_state(state, cls, expected, "an image preprocessor")
         params = dict(state["params"])
         try:
             new = cls(spacing=None if params.get("spacing") is None else tuple(params["spacing"]),

@@ -35,11 +35,11 @@ from precimed.preprocess.encoders import (
     require_fitted,
     value_key,
 )
+from precimed.preprocess.state import STATE_FORMAT, check_state
 from precimed.schema import as_numeric, check_range, examples, outside_range, require_columns
 
 __all__ = ["STATE_FORMAT", "TabularPreprocessor", "binary_key", "normalize_features"]
 
-STATE_FORMAT = 1
 WHERE = "TabularPreprocessor"
 BINARY_TRUE = frozenset({"1", "yes", "y", "true"})
 BINARY_FALSE = frozenset({"0", "no", "n", "false"})
@@ -525,15 +525,7 @@ class TabularPreprocessor(TransformerMixin, BaseEstimator):
         """Rebuild a fitted preprocessor from ``to_state()`` output; transform gives identical output."""
         expected = {"format", "estimator", "params", "n_features_in", "feature_names_in", "features",
                     "encodings", "range_report", "feature_names_out", "feature_groups"}
-        if not isinstance(state, Mapping) or set(state) != expected:
-            keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ArtifactError(f"{cls.__name__}.from_state: not a preprocessor state (keys {keys}; "
-                                f"expected {sorted(expected)})")
-        if state["format"] != STATE_FORMAT or state["estimator"] != cls.__name__:
-            raise ArtifactError(
-                f"{cls.__name__}.from_state: state is {state['estimator']} format {state['format']}, "
-                f"this version reads {cls.__name__} format {STATE_FORMAT}; refit or use a matching precimed"
-            )
+        check_state(state, cls, expected, "a preprocessor")
         try:
             new = cls(**state["params"])
         except TypeError as exc:

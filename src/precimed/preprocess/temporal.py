@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator
 
 from precimed.errors import ArtifactError, ConfigError, DataError, SchemaError, ValueRangeError
 from precimed.preprocess.encoders import require_fitted
+from precimed.preprocess.state import STATE_FORMAT, check_state
 from precimed.preprocess.tabular import TabularPreprocessor, jsonable, normalize_features
 from precimed.schema import examples, outside_range, require_columns
 
@@ -54,7 +55,6 @@ __all__ = [
     "summarize",
 ]
 
-STATE_FORMAT = 1
 SUMMARY_STATS = ("last", "age", "mean", "min", "max", "slope", "count")
 LAST_STATS = ("last", "age")
 WHERE = "SequencePreprocessor"
@@ -448,12 +448,7 @@ class SequencePreprocessor(BaseEstimator):
     def from_state(cls, state: Mapping[str, Any]) -> SequencePreprocessor:
         expected = {"format", "estimator", "params", "variables", "center", "scale", "range_report",
                     "summary_columns", "summary_preprocessor", "n_samples_fit"}
-        if not isinstance(state, Mapping) or set(state) != expected:
-            keys = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-            raise ArtifactError(f"{cls.__name__}.from_state: not a sequence preprocessor state (keys {keys})")
-        if state["format"] != STATE_FORMAT or state["estimator"] != cls.__name__:
-            raise ArtifactError(f"{cls.__name__}.from_state: state is {state['estimator']} format {state['format']}, "
-                                f"this version reads {cls.__name__} format {STATE_FORMAT}")
+        check_state(state, cls, expected, "a sequence preprocessor")
         try:
             new = cls(**state["params"])
         except TypeError as exc:
