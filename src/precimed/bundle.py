@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from precimed import __version__
+from precimed.compiled import Scorer
 from precimed.config import FeatureConfig, RunConfig, TaskConfig, parse_config
 from precimed.errors import ArtifactError, ConfigError
 from precimed.jsonio import dumps, plain
@@ -76,6 +77,8 @@ class Bundle:
     sequence_preprocessor: SequencePreprocessor | None = None
     background: np.ndarray | None = None
     image_preprocessor: ImagePreprocessor | None = None
+    #: the compiled scoring path of a tabular bundle (None for sequence and imaging bundles); built at load
+    scorer: Scorer | None = None
 
     @property
     def config(self) -> RunConfig:
@@ -363,7 +366,13 @@ def load_bundle(directory: Path | str) -> Bundle:
             raise BundleInvalid(directory, f"model {name!r} has unknown class {str(info['class'])[:80]!r}")
         models[name] = _decode(f"model {name!r}", directory, lambda cls=cls, info=info: cls.from_state(
             json.loads(blobs[info["state"]]), {b: blobs[rel] for b, rel in info["blobs"].items()}))
-    return Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor)
+    bundle = Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor)
+    if preprocessor is not None and sequence_preprocessor is None and image_preprocessor is None:
+        task = meta["config"]["task"]
+        bundle.scorer = _decode("the compiled scoring path", directory, lambda: Scorer(
+            preprocessor, models, task=task["kind"], classes=meta.get("classes"),
+            horizons=task.get("horizons") or [], time_unit=task.get("time_unit") or ""))
+    return bundle
 
 
 def _background(state: dict) -> np.ndarray:

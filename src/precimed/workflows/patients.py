@@ -20,6 +20,7 @@ import pandas as pd
 
 from precimed import jsonio
 from precimed.bundle import Bundle
+from precimed.compiled import Declined
 from precimed.config import FeatureConfig
 from precimed.errors import ConfigError, DataError, PrecimedError
 
@@ -155,6 +156,17 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
         for i in prob.indices:
             if prob.field in names:
                 rows[i][prob.field] = None
+    # not recorded, or (when allowed) outside the plausible range and so treated as missing by the model
+    missing = [[f.name for f in features if p.get(f.name) is None
+                or (allow_out_of_range and _outside(f, p.get(f.name)))] for p in patients]
+    if not problems and explain_top_k is None and bundle.scorer is not None:
+        try:  # the compiled path; whatever it cannot vouch for goes the reference way below
+            records = bundle.scorer.score_records(rows, model=name, allow_out_of_range=allow_out_of_range)
+        except Declined:
+            pass
+        else:
+            return Scored([{"index": i, PATIENT_ID: ids[i], **rec, "missing": missing[i]}
+                           for i, rec in enumerate(records)], ids, name)
     out: Any = None
     frame = pd.DataFrame()
     for _ in range(MAX_ROUNDS):  # each pass blanks the cells just refused and looks for the next problem
@@ -176,9 +188,6 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
         raise PatientsInvalid(problems)
     if explain_top_k is not None:
         out = explain_frame(bundle, frame, model=name, top_k=explain_top_k, where="request")
-    # not recorded, or (when allowed) outside the plausible range and so treated as missing by the model
-    missing = [[f.name for f in features if p.get(f.name) is None
-                or (allow_out_of_range and _outside(f, p.get(f.name)))] for p in patients]
     if explain_top_k is None:
         records = out.drop(columns=[id_column, "model"]).to_dict(orient="records")
     else:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from precimed.bundle import Bundle, load_bundle
+from precimed.compiled import Declined
 from precimed.data import read_table
 from precimed.data.longitudinal import read_observations
 from precimed.errors import ConfigError
@@ -25,15 +27,25 @@ from precimed.workflows.sequence import predict_sequence_frame
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = None,
-                  allow_out_of_range: bool = False, where: str = "input") -> pd.DataFrame:
+                  allow_out_of_range: bool = False, where: str = "input", fast: bool = True) -> pd.DataFrame:
     """Score new patients (one row each) with ``model`` (default: the bundle's primary model).
 
     Returns one row per patient: the id column, ``model`` and the task's outputs (``probability``;
     ``p_<class>`` per class; ``prediction``; or ``risk_score`` with ``event_probability_<h><unit>`` per
     horizon). A value outside the plausible range is refused (``ValueRangeError`` naming the patient)
     unless ``allow_out_of_range``, which treats it as missing. Sequence bundles read visit tables.
+
+    A tabular bundle scores through its compiled path (``bundle.scorer``, array code on a fixed feature order);
+    input that path cannot vouch for, and ``fast=False``, take the reference path (typed pandas columns, the
+    fitted preprocessor's ``transform``, the estimator's ``predict_*``), which defines every output (the two
+    agree to 1e-6) and every error message.
     """
     name = bundle.model_named(model)
+    if bundle.scorer is not None and fast:
+        try:
+            return _predict_compiled(bundle, frame, name, allow_out_of_range=allow_out_of_range)
+        except Declined:
+            pass  # the reference path below scores it, or names what is wrong
     if bundle.image_preprocessor is not None:
         raise ConfigError(f"{bundle.path}: an imaging bundle scores images, not table rows; use "
                           "workflows.imaging.predict_volume or `precimed predict BUNDLE --input IMAGE`")
@@ -48,6 +60,21 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
                              classes=bundle.metadata.get("classes"))
     out.insert(1, "model", name)
     return out
+
+
+def _predict_compiled(bundle: Bundle, frame: pd.DataFrame, name: str, *, allow_out_of_range: bool
+                      ) -> pd.DataFrame:
+    """``predict_frame`` through the compiled scorer; ``Declined`` when it cannot vouch for the input."""
+    id_name = bundle.metadata["id_column"]
+    columns = bundle.scorer.score_frame(frame, model=name, allow_out_of_range=allow_out_of_range)
+    if id_name in frame.columns:
+        ids = frame[id_name]
+        if isinstance(ids, pd.DataFrame):
+            raise Declined("the id column repeats")
+        ids = ids.to_numpy()
+    else:
+        ids = np.arange(1, len(frame) + 1)
+    return pd.DataFrame({id_name: ids, "model": name, **columns})
 
 
 def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Path | str, *,

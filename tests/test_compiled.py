@@ -1,0 +1,190 @@
+"""The compiled scoring path gives the reference path's outputs (to 1e-6) on every tabular example bundle and
+every model kind, and the reference path's error messages for bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from helpers import fast
+from precimed.bundle import load_bundle
+from precimed.compiled import Declined
+from precimed.compiled.nets import compile_nets
+from precimed.config import parse_config
+from precimed.errors import DataError, SchemaError, ValueRangeError
+from precimed.models.nets import MLP, ResidualMLP
+from precimed.workflows._run import load_cohort
+from precimed.workflows.patients import PatientsInvalid, score
+from precimed.workflows.predicting import predict_frame
+from precimed.workflows.training import train_from_config
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: every example that trains a tabular bundle (pima-search is pima with a shared study; effects-* are effect runs)
+TABULAR_EXAMPLES = ["pima", "wdbc", "nhefs", "colon", "rotterdam-gbsg", "ad"]
+
+
+def _example(name: str) -> dict:
+    config = fast(yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text()))
+    config["models"]["mlp"] = {"hidden": [16, 8], "ensemble": 3}  # a stacked ensemble, as the examples train
+    config["models"]["resmlp"] = {"hidden": [8], "ensemble": 2}
+    config["models"].pop("compare", None)
+    config["models"]["names"] = ["mlp", "resmlp", *[m for m in config["models"].get("names", [])
+                                                    if m not in ("mlp", "resmlp")]]
+    config["training"].pop("search", None)
+    config["evaluation"] = {"bootstrap": 5, "explain": 0}
+    return config
+
+
+@pytest.fixture(scope="module", params=TABULAR_EXAMPLES)
+def example(request, tmp_path_factory):
+    cfg = parse_config(_example(request.param), source=f"{request.param}.yaml")
+    bundle_dir = train_from_config(cfg, tmp_path_factory.mktemp(request.param) / "run", progress=False).bundle_path
+    cohort = load_cohort(cfg.data.test or cfg.data.train, cfg)  # harmonized as the run config says
+    return load_bundle(bundle_dir), cohort.frame.reset_index(drop=True)
+
+
+def _same(fast_out: pd.DataFrame, ref: pd.DataFrame) -> float:
+    """The largest difference of the outputs: absolute for probabilities and risk scores; for a regression
+    prediction (in the outcome's unit, float32) relative to max(1, |value|), since float32 resolves 6e-8 of a
+    value and a net's float32 matrix products differ in their last bit between torch's and numpy's BLAS."""
+    assert list(fast_out.columns) == list(ref.columns)
+    assert fast_out.iloc[:, 0].tolist() == ref.iloc[:, 0].tolist() and (fast_out["model"] == ref["model"]).all()
+    worst = 0.0
+    for c in ref.columns[2:]:
+        a, b = fast_out[c].to_numpy(float), ref[c].to_numpy(float)
+        scale = np.maximum(1.0, np.abs(b)) if c == "prediction" else 1.0
+        worst = max(worst, float(np.max(np.abs(a - b) / scale)))
+    return worst
+
+
+def test_every_model_of_every_example_bundle_matches_the_reference_path(example):
+    bundle, raw = example
+    assert bundle.scorer is not None and set(bundle.scorer.models) == set(bundle.models)
+    rng = np.random.default_rng(0)
+    holes = raw.copy()
+    for f in bundle.features[:6]:  # blank some cells: imputation and missing indicators take part
+        holes.loc[rng.random(len(holes)) < 0.2, f.name] = np.nan
+    for frame in (raw, holes):
+        for name in bundle.models:
+            out = predict_frame(bundle, frame, model=name)
+            ref = predict_frame(bundle, frame, model=name, fast=False)
+            assert _same(out, ref) <= 1e-6, name
+
+
+def test_the_encoded_matrix_is_the_preprocessors_bit_for_bit(example):
+    bundle, raw = example
+    scorer = bundle.scorer
+    columns = {f: raw[f].to_numpy() for f in scorer.features}
+    typed = raw.loc[:, scorer.features]
+    from precimed.cohort import type_features
+
+    typed = type_features(raw, bundle.features, where="t")
+    expected = bundle.preprocessor.transform(typed, out_of_range="missing")
+    got = scorer.encode_columns(columns, len(raw), allow_out_of_range=True)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_records_through_the_service_recipe_match_the_reference(example):
+    bundle, raw = example
+    names = [f.name for f in bundle.features]
+    records = [{k: (None if pd.isna(v) else (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
+               for r in raw.loc[:40, names].to_dict(orient="records")]
+    scored = score(bundle, records)
+    ref = predict_frame(bundle, pd.DataFrame(records, columns=names), fast=False)
+    for row, (_, expected) in zip(scored.rows, ref.iterrows(), strict=True):
+        for column in ref.columns[2:]:
+            assert abs(row[column] - expected[column]) <= 1e-6
+
+
+# ----- bad input gets the reference path's message ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gbsg(tmp_path_factory):
+    cfg = parse_config(_example("rotterdam-gbsg"), source="rotterdam-gbsg.yaml")
+    bundle = load_bundle(train_from_config(cfg, tmp_path_factory.mktemp("rg") / "run", progress=False).bundle_path)
+    cohort = load_cohort(cfg.data.test, cfg)
+    return bundle, cohort.frame.iloc[:20].reset_index(drop=True)
+
+
+def _message(bundle, frame, **kw):
+    with pytest.raises(DataError) as fast_exc:
+        predict_frame(bundle, frame, **kw)
+    with pytest.raises(DataError) as ref_exc:
+        predict_frame(bundle, frame, fast=False, **kw)
+    assert type(fast_exc.value) is type(ref_exc.value) and str(fast_exc.value) == str(ref_exc.value)
+    return fast_exc.value
+
+
+def test_bad_input_gets_the_reference_message(gbsg):
+    bundle, frame = gbsg
+    err = _message(bundle, frame.drop(columns=["age"]))
+    assert isinstance(err, SchemaError) and "missing column(s) ['age']" in str(err)
+    wrong = frame.astype({"age": object})
+    wrong.loc[3, "age"] = "fifty"
+    assert "must be numeric" in str(_message(bundle, wrong))
+    unknown = frame.astype({"size": object})
+    unknown.loc[2, "size"] = "huge"
+    assert "unknown category 'huge'" in str(_message(bundle, unknown))
+    old = frame.copy()
+    old.loc[5, "age"] = 430
+    err = _message(bundle, old)
+    assert isinstance(err, ValueRangeError) and "430" in str(err)
+    assert "no rows" in str(_message(bundle, frame.iloc[:0]))
+    # allowed out of range: the compiled path treats it as missing, exactly as the reference does
+    assert _same(predict_frame(bundle, old, allow_out_of_range=True),
+                 predict_frame(bundle, old, allow_out_of_range=True, fast=False)) <= 1e-6
+
+
+def test_the_compiled_checks_decline_rather_than_guess(gbsg):
+    bundle, frame = gbsg
+    scorer = bundle.scorer
+    columns = {f: frame[f].to_numpy() for f in scorer.features}
+    n = len(frame)
+    for name, bad in [("age", np.array(["50"] * n, dtype=object)), ("age", np.full(n, np.inf)),
+                      ("size", np.array(["huge"] * n, dtype=object)), ("meno", np.full(n, 7)),
+                      ("size", np.array([True, "<=20"] * (n // 2), dtype=object)),  # mixed Python types
+                      ("age", np.full(n, 430.0))]:
+        with pytest.raises(Declined):
+            scorer.score_columns({**columns, name: bad}, n, model="mlp")
+    record = {f: frame.loc[0, f] for f in scorer.features}
+    for name, bad in [("age", "50"), ("age", True), ("age", float("inf")), ("age", 430), ("size", "huge"),
+                      ("meno", "maybe"), ("size", [1])]:
+        with pytest.raises(Declined):
+            scorer.score_records([{**record, name: bad}], model="mlp")
+
+
+def test_service_recipe_reports_the_same_problems(gbsg):
+    bundle, frame = gbsg
+    record = {f.name: frame.loc[0, f.name].item() if hasattr(frame.loc[0, f.name], "item") else frame.loc[0, f.name]
+              for f in bundle.features}
+    with pytest.raises(PatientsInvalid) as exc:
+        score(bundle, [{**record, "size": "huge"}, {**record, "age": 430}])
+    fields = {p.field for p in exc.value.problems}
+    assert fields == {"size", "age"}
+
+
+# ----- the nets: every activation, batch norm, both architectures ---------------------------------------------
+@pytest.mark.parametrize("activation", ["relu", "gelu", "tanh", "elu", "selu", "leaky_relu"])
+@pytest.mark.parametrize("cls", [MLP, ResidualMLP])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_net_program_matches_torch(activation, cls, batch_norm):
+    torch.manual_seed(0)
+    nets = []
+    for _ in range(3):
+        net = cls(7, (12, 5), 2, 0.3, activation, batch_norm)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0, 0.5)
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm1d):
+                    m.running_mean.normal_(0, 1)
+                    m.running_var.uniform_(0.5, 2)
+        nets.append(net.eval())
+    x = np.random.default_rng(1).normal(size=(50, 7)).astype(np.float32)
+    with torch.no_grad():
+        expected = np.stack([n(torch.from_numpy(x)).numpy() for n in nets])
+    got = compile_nets(nets).run(x)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)
