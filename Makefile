@@ -15,7 +15,7 @@ $(VENV)/.installed-data: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[data,dev,private,scale,service]'
+	$(BIN)/pip install --quiet -e '.[data,dev,onnx,private,scale,service]'
 	touch $@ $(VENV)/.installed-data
 
 demo: $(VENV)/.installed-data

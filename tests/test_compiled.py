@@ -188,3 +188,69 @@ def test_net_program_matches_torch(activation, cls, batch_norm):
     got = compile_nets(nets).run(x)
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-6)
+
+
+# ----- the ONNX graphs in the bundle ------------------------------------------------------------------------
+ort = pytest.importorskip("onnxruntime")
+
+
+def test_onnx_graphs_in_the_bundle_match_the_reference_path(example):
+    bundle, raw = example
+    with_graph = {name for name, info in bundle.metadata["models"].items() if info.get("onnx")}
+    assert with_graph == {n for n in bundle.models if n != "gbm"}  # LightGBM has its own C predictor, no graph
+    assert all(f"models/{n}.onnx" in bundle.metadata["sha256"] for n in with_graph)  # hashed like every file
+    big = pd.concat([raw] * (5000 // len(raw) + 1), ignore_index=True)  # several chunks over two threads
+    for name in with_graph:
+        for frame in (raw, big):
+            out = predict_frame(bundle, frame, model=name, runtime="onnx")
+            ref = predict_frame(bundle, frame, model=name, fast=False)
+            assert _same(out, ref) <= 1e-6, name
+            assert list(out.dtypes) == list(ref.dtypes)
+
+
+def test_chunked_threaded_numpy_path_matches(example):
+    bundle, raw = example
+    big = pd.concat([raw] * (5000 // len(raw) + 1), ignore_index=True)
+    name = bundle.primary
+    a = predict_frame(bundle, big, model=name, threads=2)
+    b = predict_frame(bundle, big, model=name, threads=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert _same(a, predict_frame(bundle, big, model=name, fast=False)) <= 1e-6
+
+
+def test_onnx_runtime_is_refused_in_one_line_where_there_is_no_graph(gbsg):
+    from precimed.errors import ConfigError
+
+    bundle, frame = gbsg
+    with pytest.raises(ConfigError, match="LightGBM models have none"):
+        predict_frame(bundle, frame, model="gbm", runtime="onnx")
+    with pytest.raises(ConfigError, match="runtime must be one of"):
+        predict_frame(bundle, frame, runtime="tensorrt")
+
+
+def test_a_hostile_onnx_file_is_never_run(gbsg):
+    """An ONNX file can name external data files or operators from other domains; check_graph refuses them
+    before onnxruntime parses the file, so a crafted bundle cannot read files or load custom kernels."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from precimed.compiled.onnx_graph import check_graph
+    from precimed.compiled.scorer import _session
+
+    bundle, _ = gbsg
+    good = bundle.scorer.onnx["mlp"]
+    assert check_graph(good) is None
+    model = onnx.load_from_string(good)
+    tensor = model.graph.initializer[0]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value="../../../../etc/passwd")
+    assert "outside the file" in check_graph(model.SerializeToString())
+    model = onnx.load_from_string(good)
+    model.graph.node.append(helper.make_node("MyOp", ["raw"], ["x"], domain="evil.ops"))
+    assert "not one precimed writes" in check_graph(model.SerializeToString())
+    model = onnx.load_from_string(good)
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros(1), "extra"))
+    model.graph.input[0].name = "other"
+    assert "inputs and outputs" in check_graph(model.SerializeToString())
+    assert check_graph(b"\x00garbage") == "not an ONNX file"
+    assert _session(b"\x00garbage") is None

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from precimed import __version__
 from precimed.compiled import Scorer
+from precimed.compiled.onnx_graph import onnx_graphs
 from precimed.config import FeatureConfig, RunConfig, TaskConfig, parse_config
 from precimed.errors import ArtifactError, ConfigError
 from precimed.jsonio import dumps, plain
@@ -160,6 +161,11 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
             blob_names[blob_name] = rel
         files[f"models/{name}.json"] = dumps(state, indent=None).encode()
         model_meta[name] = {"class": type(model).__name__, "state": f"models/{name}.json", "blobs": blob_names}
+    if preprocessor is not None and sequence_preprocessor is None and image_preprocessor is None:
+        for name, graph in onnx_graphs(_scorer(preprocessor, models, config.task.model_dump(),
+                                                metadata.get("classes"))).items():
+            files[f"models/{name}.onnx"] = graph
+            model_meta[name]["onnx"] = f"models/{name}.onnx"
     for rel, data in files.items():
         (directory / rel).write_bytes(data)
     meta = {
@@ -216,6 +222,7 @@ class _ModelEntry(BaseModel):
     class_name: str = Field(alias="class")
     state: str
     blobs: dict[str, str] = {}
+    onnx: str | None = None  # the ONNX graph of preprocessing + this model (tabular bundles; not LightGBM)
 
 
 class _Manifest(BaseModel):
@@ -239,7 +246,8 @@ def _check_manifest(meta: dict, directory: Path) -> _Manifest:
         where = ".".join(str(x) for x in first["loc"]) or "metadata"
         raise BundleInvalid(directory, f"metadata.json field {where!r}: {first['msg']}; refusing to load") from None
     for name, entry in manifest.models.items():
-        missing = [rel for rel in (entry.state, *entry.blobs.values()) if rel not in manifest.sha256]
+        named = (entry.state, *entry.blobs.values(), *([entry.onnx] if entry.onnx else []))
+        missing = [rel for rel in named if rel not in manifest.sha256]
         if missing:
             raise BundleInvalid(directory, f"model {name!r} names files without a recorded hash ({missing[:3]}); "
                                 "refusing to load")
@@ -368,11 +376,16 @@ def load_bundle(directory: Path | str) -> Bundle:
             json.loads(blobs[info["state"]]), {b: blobs[rel] for b, rel in info["blobs"].items()}))
     bundle = Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor)
     if preprocessor is not None and sequence_preprocessor is None and image_preprocessor is None:
-        task = meta["config"]["task"]
-        bundle.scorer = _decode("the compiled scoring path", directory, lambda: Scorer(
-            preprocessor, models, task=task["kind"], classes=meta.get("classes"),
-            horizons=task.get("horizons") or [], time_unit=task.get("time_unit") or ""))
+        graphs = {name: blobs[info["onnx"]] for name, info in meta["models"].items() if info.get("onnx")}
+        bundle.scorer = _decode("the compiled scoring path", directory, lambda: _scorer(
+            preprocessor, models, meta["config"]["task"], meta.get("classes"), graphs))
     return bundle
+
+
+def _scorer(preprocessor: TabularPreprocessor, models: dict[str, Any], task: dict, classes: list | None,
+            graphs: dict[str, bytes] | None = None) -> Scorer:
+    return Scorer(preprocessor, models, task=task["kind"], classes=classes, horizons=task.get("horizons") or [],
+                  time_unit=task.get("time_unit") or "", onnx=graphs)
 
 
 def _background(state: dict) -> np.ndarray:

@@ -169,7 +169,10 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
                                                  "(default: a local cluster)"),
             workers: int = typer.Option(2, help="--engine dask: processes of the local cluster (1 thread each)"),
             overwrite: bool = typer.Option(False, help="partitions: replace an existing --output folder"),
-            progress: bool = typer.Option(True, help="partitions: show a progress bar (on a terminal)")) -> None:
+            progress: bool = typer.Option(True, help="partitions: show a progress bar (on a terminal)"),
+            runtime: str = typer.Option("auto", help="tabular bundles: 'numpy' (the compiled array path), 'onnx' (the "
+                                        "bundle's ONNX graphs on onnxruntime, precimed[onnx]) or 'auto' (numpy)")
+            ) -> None:
     """Score new patients with a bundle (imaging bundles: every slice of one image; a glob: every partition)."""
     from precimed.workflows.bulk import has_glob, predict_partitions
 
@@ -178,7 +181,8 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
             raise typer.BadParameter("--masks and --modality apply to one image, not to partitions")
         result = predict_partitions(bundle, str(input), output, engine=engine or ("dask" if scheduler else "local"),
                                     scheduler=scheduler, workers=workers, model=model,
-                                    allow_out_of_range=allow_out_of_range, progress=progress, overwrite=overwrite)
+                                    allow_out_of_range=allow_out_of_range, progress=progress, overwrite=overwrite,
+                                    runtime=runtime)
         console.print(f"{result.rows} patient(s) in {len(result.partitions)} partition(s) scored with {result.model} "
                       f"({result.engine}) → {output}", markup=False, highlight=False)
         return
@@ -186,7 +190,7 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
 
     _apart({"--output": output, "--masks": masks}, {"BUNDLE": bundle, "--input": input})
     out = predict_file(bundle, input, output, model=model, allow_out_of_range=allow_out_of_range, masks=masks,
-                       modality=modality)
+                       modality=modality, runtime=runtime)
     used = out["model"].iloc[0] if len(out) else model
     unit = "slice(s)" if "slice" in out.columns else "patient(s)"
     console.print(f"{len(out)} {unit} scored with {used} → {output}")

@@ -143,14 +143,19 @@ class CompiledPreprocessor:
         filled = np.where(np.isnan(wide), self.fill, wide)
         return ((filled - self.center) / self.scale).astype(np.float32)
 
-    def finish(self, raw: np.ndarray) -> np.ndarray:
-        """Apply log1p to the log features' codes (refusing negatives, as the reference does) and encode."""
+    def apply_log(self, raw: np.ndarray) -> np.ndarray:
+        """log1p of the log features' codes, in place (refusing negatives, as the reference does); the input of
+        ``encode`` and of the ONNX graph."""
         if self.log_columns.size:
             logged = raw[:, self.log_columns]
             if (logged < 0).any():  # NaN compares False: only real negative values
                 raise Declined("a log feature holds a negative value")
             raw[:, self.log_columns] = np.log1p(logged)
-        return self.encode(raw)
+        return raw
+
+    def finish(self, raw: np.ndarray) -> np.ndarray:
+        """``apply_log`` then ``encode``: raw codes to the encoded float32 matrix."""
+        return self.encode(self.apply_log(raw))
 
     # ----- stage 1: columns (bulk) ----------------------------------------------------------------------------
     def raw_columns(self, columns: Mapping[str, Any], n: int, *, out_of_range: str) -> np.ndarray:

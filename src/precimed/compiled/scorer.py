@@ -10,35 +10,53 @@ float32 rounding (``tests/test_compiled.py`` holds every model kind to 1e-6).
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from precimed.compiled.models import CompiledModel, compile_model, output_names
+from precimed.compiled.onnx_graph import check_graph
 from precimed.compiled.preprocessing import CompiledPreprocessor, Declined
+from precimed.errors import ConfigError
 from precimed.preprocess.tabular import TabularPreprocessor
 
-__all__ = ["Declined", "Scorer"]
+__all__ = ["CHUNK", "RUNTIMES", "Declined", "Scorer"]
+
+#: rows per chunk in bulk scoring (benchmarks/inference_speed.py measured 1-4 k as the fast range)
+CHUNK = 2048
+RUNTIMES = ("auto", "numpy", "onnx")
 
 
 class Scorer:
     """The compiled preprocessor and every model the bundle holds that has a compiled form.
 
     ``models`` maps names to ``CompiledModel``; a model without a compiled form (none today among the tabular
-    models) is absent and ``Declined`` sends its requests to the reference path. Immutable after construction:
-    one scorer serves any number of threads.
+    models) is absent and ``Declined`` sends its requests to the reference path. ``onnx`` holds the bundle's
+    ONNX file of each model that has one (``models/<name>.onnx``); bulk scoring may run it with onnxruntime.
+    Immutable after construction apart from a cache of onnxruntime sessions: one scorer serves any number of
+    threads.
     """
 
     def __init__(self, preprocessor: TabularPreprocessor, models: Mapping[str, Any], *, task: str,
-                 classes: Sequence[Any] | None, horizons: Sequence[float], time_unit: str) -> None:
+                 classes: Sequence[Any] | None, horizons: Sequence[float], time_unit: str,
+                 onnx: Mapping[str, bytes] | None = None) -> None:
         self.preprocessor = CompiledPreprocessor(preprocessor)
         self.task = task
         self.names = output_names(task, classes=classes, horizons=horizons, time_unit=time_unit)
         compiled = {name: compile_model(est, task, horizons=horizons, n_columns=self.preprocessor.n_out)
                     for name, est in models.items()}
         self.models: dict[str, CompiledModel] = {k: v for k, v in compiled.items() if v is not None}
+        zero = np.zeros((1, self.preprocessor.n_out), dtype=np.float32)
+        #: each model's output dtypes on the numpy path (the ONNX path's float64 columns are cast to them)
+        self.dtypes = {k: [np.asarray(o).dtype for o in m.outputs(zero)] for k, m in self.models.items()}
+        self.onnx = dict(onnx or {})
+        self._sessions: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     @property
     def features(self) -> list[str]:
@@ -50,6 +68,35 @@ class Scorer:
             raise Declined(f"model {name!r} has no compiled form")
         return model
 
+    # ----- engines ----------------------------------------------------------------------------------------------
+    def session(self, name: str) -> Any:
+        """The onnxruntime session of model ``name`` (one intra-op thread: bulk scoring runs chunks in
+        parallel), or None when the bundle has no ONNX file for it or onnxruntime is not installed."""
+        if name not in self.onnx:
+            return None
+        with self._lock:
+            if name not in self._sessions:
+                self._sessions[name] = _session(self.onnx[name])
+            return self._sessions[name]
+
+    def runtime_for(self, name: str, runtime: str) -> str:
+        """``numpy`` or ``onnx``: ``auto`` takes numpy (measured faster for precimed's nets on this class of
+        machine, benchmarks/inference_speed.py); ``onnx`` needs the model's file and onnxruntime."""
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {str(runtime)[:40]!r}")
+        if runtime == "onnx" and self.session(name) is None:
+            why = ("onnxruntime is not installed (pip install 'precimed[onnx]')" if name in self.onnx
+                   else "the bundle holds no ONNX graph for it (LightGBM models have none)")
+            raise ConfigError(f"model {name!r} cannot run on onnxruntime: {why}; use --runtime numpy")
+        return "numpy" if runtime == "auto" else runtime
+
+    def _outputs(self, name: str, raw: np.ndarray, runtime: str) -> list[np.ndarray]:
+        if runtime == "onnx":
+            table = self.session(name).run(None, {"raw": self.preprocessor.apply_log(raw)})[0]
+            return [table[:, j].astype(dtype, copy=False) for j, dtype in enumerate(self.dtypes[name])]
+        return self._model(name).outputs(self.preprocessor.finish(raw))
+
+    # ----- scoring ----------------------------------------------------------------------------------------------
     def encode_columns(self, columns: Mapping[str, Any], n: int, *, allow_out_of_range: bool = False) -> np.ndarray:
         """The encoded float32 matrix of ``n`` patients given one array per feature."""
         policy = "missing" if allow_out_of_range else "error"
@@ -59,15 +106,37 @@ class Scorer:
         policy = "missing" if allow_out_of_range else "error"
         return self.preprocessor.finish(self.preprocessor.raw_records(records, out_of_range=policy))
 
-    def score_columns(self, columns: Mapping[str, Any], n: int, *, model: str,
-                      allow_out_of_range: bool = False) -> dict[str, np.ndarray]:
-        """Output columns (name -> array of length ``n``) from one array or Series per feature."""
-        compiled = self._model(model)
-        X = self.encode_columns(columns, n, allow_out_of_range=allow_out_of_range)
-        return dict(zip(self.names, compiled.outputs(X), strict=True))
+    def score_columns(self, columns: Mapping[str, Any], n: int, *, model: str, allow_out_of_range: bool = False,
+                      runtime: str = "auto", threads: int | None = None) -> dict[str, np.ndarray]:
+        """Output columns (name -> array of length ``n``) from one array per feature.
 
-    def score_frame(self, frame: pd.DataFrame, *, model: str, allow_out_of_range: bool = False
-                    ) -> dict[str, np.ndarray]:
+        Rows go in chunks of ``CHUNK`` (the members' hidden layers of a chunk stay in cache) over ``threads``
+        threads (default: the CPUs; numpy and onnxruntime release the GIL), each chunk checked, coded, encoded
+        and scored on its own; a chunk that declines declines the whole call.
+        """
+        self._model(model)
+        runtime = self.runtime_for(model, runtime)
+        policy = "missing" if allow_out_of_range else "error"
+        arrays = {name: np.asarray(columns[name]) for name in self.features}
+
+        def part(rows: slice) -> list[np.ndarray]:
+            chunk = {name: values[rows] for name, values in arrays.items()}
+            raw = self.preprocessor.raw_columns(chunk, rows.stop - rows.start, out_of_range=policy)
+            return self._outputs(model, raw, runtime)
+
+        slices = [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
+        workers = min(len(slices), threads or os.cpu_count() or 1)
+        if workers <= 1:
+            parts = [part(rows) for rows in slices]
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(part, slices))
+        if len(parts) == 1:
+            return dict(zip(self.names, parts[0], strict=True))
+        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.names)}
+
+    def score_frame(self, frame: pd.DataFrame, *, model: str, allow_out_of_range: bool = False,
+                    runtime: str = "auto", threads: int | None = None) -> dict[str, np.ndarray]:
         """Output columns for a frame holding every feature once (``Declined`` when it does not: the reference
         path names what is missing or repeated)."""
         if frame.empty:
@@ -77,7 +146,7 @@ class Scorer:
                 self.features).any():
             raise Declined("a feature column is missing or repeated")
         return self.score_columns({name: _plain(frame[name]) for name in self.features}, len(frame), model=model,
-                                  allow_out_of_range=allow_out_of_range)
+                                  allow_out_of_range=allow_out_of_range, runtime=runtime, threads=threads)
 
     def score_records(self, records: Sequence[Mapping[str, Any]], *, model: str,
                       allow_out_of_range: bool = False) -> list[dict[str, float]]:
@@ -88,6 +157,20 @@ class Scorer:
         X = self.encode_records(records, allow_out_of_range=allow_out_of_range)
         columns = [np.asarray(c).tolist() for c in compiled.outputs(X)]
         return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+
+
+def _session(data: bytes) -> Any:
+    """An onnxruntime session of a checked ONNX file, or None without onnxruntime (or a file it must not run)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    if check_graph(data) is not None:
+        return None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def _plain(series: pd.Series) -> Any:

@@ -133,13 +133,15 @@ def _parquet_bytes(frame: Any) -> bytes:
 
 
 def score_partition(bundle_dir: str, fingerprint: str, source: str, model: str | None,
-                    allow_out_of_range: bool) -> tuple[bytes, int]:
+                    allow_out_of_range: bool, runtime: str = "auto", threads: int | None = 1) -> tuple[bytes, int]:
     """Score one partition: its predictions as Parquet bytes and its row count. Errors name the file (and the
-    patient, as ``predict_frame`` does)."""
+    patient, as ``predict_frame`` does). ``threads`` of the compiled path per partition (1: a Dask worker is one
+    thread; the local engine gives the machine's CPUs)."""
     try:
         bundle = _cached_bundle(bundle_dir, fingerprint)
         frame = read_table(source)
-        out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=source)
+        out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=source,
+                            runtime=runtime, threads=threads)
         return _parquet_bytes(out), len(out)
     except PrecimedError as exc:
         raise _portable(exc, source) from None
@@ -163,7 +165,7 @@ def _portable(exc: PrecimedError, source: str) -> PrecimedError:
 
 
 # ----- engines ---------------------------------------------------------------------------------------
-Task = tuple[str, str, str, str | None, bool]
+Task = tuple[str, str, str, str | None, bool, str, int | None]
 
 
 def _run_local(tasks: list[Task]) -> Iterator[tuple[int, bytes, int]]:
@@ -247,13 +249,14 @@ def _progress_bar(enabled: bool) -> Any:
 def predict_partitions(bundle_dir: Path | str, pattern: str | Path, out_dir: Path | str, *, engine: str = "dask",
                        scheduler: str | None = None, workers: int = 2, model: str | None = None,
                        allow_out_of_range: bool = False, progress: bool = True,
-                       overwrite: bool = False) -> BulkResult:
+                       overwrite: bool = False, runtime: str = "auto") -> BulkResult:
     """``precimed predict BUNDLE --input 'folder/*.parquet' --output out/``: score every partition the pattern
     matches into ``out_dir/<stem>.parquet``, written atomically (every partition or none).
 
     ``engine="local"`` scores the partitions one after another in this process; ``engine="dask"`` runs one task per
     partition on a LocalCluster of ``workers`` processes, or on the running scheduler at ``scheduler`` (its workers
     must see the bundle and the input files at the same paths). The progress bar shows on a terminal only.
+    ``runtime`` is the compiled path's (``auto``/``numpy``/``onnx``; see ``predict_frame``).
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
@@ -280,7 +283,8 @@ def predict_partitions(bundle_dir: Path | str, pattern: str | Path, out_dir: Pat
     with _CACHE_LOCK:  # the local engine reuses the bundle just verified
         _CACHE.clear()
         _CACHE[(key, fingerprint)] = bundle
-    tasks: list[Task] = [(key, fingerprint, str(src), name, allow_out_of_range) for src in sources]
+    threads = None if engine == "local" else 1
+    tasks: list[Task] = [(key, fingerprint, str(src), name, allow_out_of_range, runtime, threads) for src in sources]
     runner: Iterable[tuple[int, bytes, int]] = (
         _run_local(tasks) if engine == "local" else _run_dask(tasks, scheduler, workers))
     rows = [0] * len(sources)

@@ -27,7 +27,8 @@ from precimed.workflows.sequence import predict_sequence_frame
 
 
 def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = None,
-                  allow_out_of_range: bool = False, where: str = "input", fast: bool = True) -> pd.DataFrame:
+                  allow_out_of_range: bool = False, where: str = "input", fast: bool = True, runtime: str = "auto",
+                  threads: int | None = None) -> pd.DataFrame:
     """Score new patients (one row each) with ``model`` (default: the bundle's primary model).
 
     Returns one row per patient: the id column, ``model`` and the task's outputs (``probability``;
@@ -38,12 +39,15 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     A tabular bundle scores through its compiled path (``bundle.scorer``, array code on a fixed feature order);
     input that path cannot vouch for, and ``fast=False``, take the reference path (typed pandas columns, the
     fitted preprocessor's ``transform``, the estimator's ``predict_*``), which defines every output (the two
-    agree to 1e-6) and every error message.
+    agree to 1e-6) and every error message. ``runtime`` picks the compiled path's engine for bulk rows: ``numpy``,
+    ``onnx`` (the bundle's ONNX graphs on onnxruntime) or ``auto`` (numpy); ``threads`` its threads (default: the
+    CPUs).
     """
     name = bundle.model_named(model)
     if bundle.scorer is not None and fast:
         try:
-            return _predict_compiled(bundle, frame, name, allow_out_of_range=allow_out_of_range)
+            return _predict_compiled(bundle, frame, name, allow_out_of_range=allow_out_of_range, runtime=runtime,
+                                     threads=threads)
         except Declined:
             pass  # the reference path below scores it, or names what is wrong
     if bundle.image_preprocessor is not None:
@@ -62,11 +66,12 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     return out
 
 
-def _predict_compiled(bundle: Bundle, frame: pd.DataFrame, name: str, *, allow_out_of_range: bool
-                      ) -> pd.DataFrame:
+def _predict_compiled(bundle: Bundle, frame: pd.DataFrame, name: str, *, allow_out_of_range: bool,
+                      runtime: str = "auto", threads: int | None = None) -> pd.DataFrame:
     """``predict_frame`` through the compiled scorer; ``Declined`` when it cannot vouch for the input."""
     id_name = bundle.metadata["id_column"]
-    columns = bundle.scorer.score_frame(frame, model=name, allow_out_of_range=allow_out_of_range)
+    columns = bundle.scorer.score_frame(frame, model=name, allow_out_of_range=allow_out_of_range, runtime=runtime,
+                                        threads=threads)
     if id_name in frame.columns:
         ids = frame[id_name]
         if isinstance(ids, pd.DataFrame):
@@ -80,7 +85,7 @@ def _predict_compiled(bundle: Bundle, frame: pd.DataFrame, name: str, *, allow_o
 def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Path | str, *,
                  model: str | None = None, allow_out_of_range: bool = False, at: float | None = None,
                  observations_path: Path | str | None = None, masks: Path | str | None = None,
-                 modality: str | None = None) -> pd.DataFrame:
+                 modality: str | None = None, runtime: str = "auto") -> pd.DataFrame:
     """``precimed predict``: read patients (CSV/Parquet/JSON), score them, write the table atomically.
 
     For a sequence bundle the input is a visit table; ``at`` moves the prediction time and
@@ -104,6 +109,7 @@ def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Pa
         out = predict_sequence_frame(bundle, frame, model=bundle.model_named(model), at=at, observations=obs,
                                      allow_out_of_range=allow_out_of_range, where=str(input_path))
     else:
-        out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=str(input_path))
+        out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=str(input_path),
+                            runtime=runtime)
     write_table(out, output_path)
     return out
