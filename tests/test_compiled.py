@@ -254,3 +254,23 @@ def test_a_hostile_onnx_file_is_never_run(gbsg):
     assert "inputs and outputs" in check_graph(model.SerializeToString())
     assert check_graph(b"\x00garbage") == "not an ONNX file"
     assert _session(b"\x00garbage") is None
+
+
+def test_cli_predict_runtime(gbsg, tmp_path, run_cli):
+    bundle, frame = gbsg
+    src = tmp_path / "patients.csv"
+    frame.to_csv(src, index=False)
+    code, out, err = run_cli("predict", bundle.path, "--input", src, "--output", tmp_path / "onnx.csv",
+                             "--runtime", "onnx")
+    assert code == 0, err
+    got = pd.read_csv(tmp_path / "onnx.csv")
+    ref = predict_frame(bundle, pd.read_csv(src), fast=False)
+    assert np.abs(got["event_probability_1826days"].to_numpy() - ref["event_probability_1826days"].to_numpy()).max() < 1e-6
+    code, out, err = run_cli("predict", bundle.path, "--input", src, "--output", tmp_path / "x.csv",
+                             "--runtime", "tensorrt")
+    assert code == 2 and "runtime must be one of" in err and "Traceback" not in err
+    assert not (tmp_path / "x.csv").exists()
+    empty = tmp_path / "empty.csv"
+    empty.write_text(",".join(frame.columns) + "\n")
+    code, out, err = run_cli("predict", bundle.path, "--input", empty, "--output", tmp_path / "e.csv")
+    assert code == 2 and "no rows" in err

@@ -33,6 +33,12 @@ class Linear:
     weight: np.ndarray
     bias: np.ndarray | None
 
+    @property
+    def side_by_side(self) -> np.ndarray:
+        """The members' weights side by side, (in, M * out): a shared input's one 2-D product."""
+        members, n_in, n_out = self.weight.shape
+        return self.weight.transpose(1, 0, 2).reshape(n_in, members * n_out)
+
 
 @dataclass(frozen=True)
 class Activation:
@@ -144,7 +150,12 @@ def compile_nets(nets: list[nn.Module]) -> NetProgram:
 
 
 def _linear(step: Linear, h: np.ndarray) -> np.ndarray:
-    out = np.matmul(h, step.weight)
+    members, n_in, n_out = step.weight.shape
+    if h.shape[0] == 1 and members > 1:  # the shared input: one 2-D product with the members side by side
+        wide = h[0] @ step.side_by_side
+        out = wide.reshape(-1, members, n_out).transpose(1, 0, 2)
+    else:
+        out = np.matmul(h, step.weight)
     return out if step.bias is None else out + step.bias
 
 
