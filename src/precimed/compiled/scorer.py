@@ -91,10 +91,11 @@ class Scorer:
         return "numpy" if runtime == "auto" else runtime
 
     def _outputs(self, name: str, raw: np.ndarray, runtime: str) -> list[np.ndarray]:
+        """The model's output columns from raw codes with the log already applied."""
         if runtime == "onnx":
-            table = self.session(name).run(None, {"raw": self.preprocessor.apply_log(raw)})[0]
+            table = self.session(name).run(None, {"raw": raw})[0]
             return [table[:, j].astype(dtype, copy=False) for j, dtype in enumerate(self.dtypes[name])]
-        return self._model(name).outputs(self.preprocessor.finish(raw))
+        return self._model(name).outputs(self.preprocessor.encode(raw))
 
     # ----- scoring ----------------------------------------------------------------------------------------------
     def encode_columns(self, columns: Mapping[str, Any], n: int, *, allow_out_of_range: bool = False) -> np.ndarray:
@@ -110,27 +111,22 @@ class Scorer:
                       runtime: str = "auto", threads: int | None = None) -> dict[str, np.ndarray]:
         """Output columns (name -> array of length ``n``) from one array per feature.
 
-        Rows go in chunks of ``CHUNK`` (the members' hidden layers of a chunk stay in cache) over ``threads``
-        threads (default: the CPUs; numpy and onnxruntime release the GIL), each chunk checked, coded, encoded
-        and scored on its own; a chunk that declines declines the whole call.
+        Each column is checked and coded in one pass; then rows go in chunks of ``CHUNK`` (the members' hidden
+        layers of a chunk stay in cache) over ``threads`` threads (default: the CPUs; numpy and onnxruntime
+        release the GIL while they compute), each chunk encoded and scored on its own.
         """
         self._model(model)
         runtime = self.runtime_for(model, runtime)
         policy = "missing" if allow_out_of_range else "error"
-        arrays = {name: np.asarray(columns[name]) for name in self.features}
-
-        def part(rows: slice) -> list[np.ndarray]:
-            chunk = {name: values[rows] for name, values in arrays.items()}
-            raw = self.preprocessor.raw_columns(chunk, rows.stop - rows.start, out_of_range=policy)
-            return self._outputs(model, raw, runtime)
-
+        # the checks and codes in one pass over each column (a categorical's distinct values are mapped once)
+        raw = self.preprocessor.apply_log(self.preprocessor.raw_columns(columns, n, out_of_range=policy))
         slices = [slice(i, min(i + CHUNK, n)) for i in range(0, n, CHUNK)]
         workers = min(len(slices), threads or os.cpu_count() or 1)
         if workers <= 1:
-            parts = [part(rows) for rows in slices]
+            parts = [self._outputs(model, raw[rows], runtime) for rows in slices]
         else:
             with ThreadPoolExecutor(workers) as pool:
-                parts = list(pool.map(part, slices))
+                parts = list(pool.map(lambda rows: self._outputs(model, raw[rows], runtime), slices))
         if len(parts) == 1:
             return dict(zip(self.names, parts[0], strict=True))
         return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.names)}
