@@ -10,6 +10,11 @@ treatment-effect learners all read this table; nothing else names models.
 Adding a model is one estimator class (scikit-learn contract plus ``to_state`` / ``from_state``) and one
 entry in ``CATALOGUE`` below. ``tests/train/test_catalogue.py`` proves it.
 
+Updated models (``UPDATED``) are the one exception: a wrapper made from an already fitted model by
+``precimed.train.updating`` (recalibration) is never trained from a run config, so it has no tasks, settings
+or role a run could choose, and is not a ``CATALOGUE`` entry; bundles still find its class by name
+(:func:`class_named` reads both tables).
+
 A run's model plan (:func:`plan_models`) is checked here rather than in ``config.py``: the config
 layer holds only the structure of a run, the catalogue knows the models, their tasks and settings.
 """
@@ -39,6 +44,7 @@ from precimed.preprocess.images import Augment
 from precimed.train.estimators import NeuralRiskModel, ResidualRiskModel
 from precimed.train.imaging import ImageClassifier, ImageSegmenter
 from precimed.train.sequence import SequenceRiskModel
+from precimed.train.updating import RecalibratedModel
 
 View = Literal["tabular", "sequence", "image"]
 Role = Literal["deep", "baseline"]
@@ -189,6 +195,10 @@ CATALOGUE: dict[str, ModelSpec] = {spec.name: spec for spec in [
 ]}
 
 
+#: models made from a fitted model (never from a run config), found by class name when a bundle is loaded
+UPDATED: dict[str, type] = {"recalibrated": RecalibratedModel}
+
+
 # ----- looking models up -------------------------------------------------------------------------------
 def spec(name: str) -> ModelSpec:
     """The catalogue entry named ``name``; an unknown name is one line listing the choices."""
@@ -200,7 +210,8 @@ def spec(name: str) -> ModelSpec:
 
 def class_named(class_name: str) -> type | None:
     """The estimator class a bundle recorded by name (bundles store class names, never import paths)."""
-    return next((s.cls for s in CATALOGUE.values() if s.cls.__name__ == class_name), None)
+    found = next((s.cls for s in CATALOGUE.values() if s.cls.__name__ == class_name), None)
+    return found or next((cls for cls in UPDATED.values() if cls.__name__ == class_name), None)
 
 
 def names(*, view: View | None = None, role: Role | None = None, task: str | None = None) -> list[str]:

@@ -11,6 +11,14 @@ predictions, state, scikit-learn tags); `TabularNetEstimator` adds the tabular c
 checks and state, so a new tabular net is one small class naming its module, blob and label.
 `precimed.train.sequence.SequenceRiskModel` builds on `NetEnsembleEstimator` for sequence nets.
 
+Fine-tuning (a cheaper update than retraining, for a new site or period): ``fit(X, y, init_state=(state,
+blobs))`` starts every ensemble member from the matching member of a fitted model of the same class and
+architecture (its ``to_state()``), keeps its output scale (regression mean and scale, the classes), trains on
+the new rows with early stopping, and keeps a member's starting weights when no epoch beats them on its
+validation rows. Only then does ``freeze`` apply: layer groups (``tabular_layer_groups``: ``hidden1``..
+``hiddenK``, ``head``) whose parameters stay fixed, their dropout and batch-norm statistics too, so a frozen
+layer is bit-identical after fine-tuning. Survival models refit the Breslow baseline on the new rows.
+
 The scikit-learn kind follows the task: a classifier for binary / multiclass (``classes_``,
 ``predict`` gives labels), a regressor for regression; survival takes y as an (n, 2) array
 [time, event] and ``predict`` gives the log-hazard ratio.
@@ -33,6 +41,7 @@ from sklearn.utils import Tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from precimed.errors import ConfigError, DataError
 from precimed.models.baselines import (
     TASKS,
     check_class_weight,
@@ -49,7 +58,7 @@ from precimed.models.survival import breslow_cumulative_hazard, survival_at
 from precimed.train.loop import History, TrainSettings, fit_net
 
 __all__ = ["TASKS", "NetEnsembleEstimator", "NeuralRiskModel", "ResidualRiskModel", "TabularNetEstimator",
-           "fit_linear_path"]
+           "fit_linear_path", "tabular_layer_groups"]
 
 
 def _progress(enabled: bool) -> Any:
@@ -110,12 +119,17 @@ class NetEnsembleEstimator(BaseEstimator):
             del self.classes_  # a refit for another task
         return y
 
-    def _fit_nets(self, X: np.ndarray, y: np.ndarray) -> Any:
-        """Train the ensemble on checked inputs X (float32, any shape with rows first) and targets y."""
+    def _fit_nets(self, X: np.ndarray, y: np.ndarray, init: Sequence[dict[str, torch.Tensor]] | None = None) -> Any:
+        """Train the ensemble on checked inputs X (float32, any shape with rows first) and targets y.
+
+        ``init`` (fine-tuning) holds each member's starting weights; the caller has set ``n_outputs_`` (and for
+        regression ``y_mean_`` / ``y_scale_``) from the model they come from.
+        """
         check_class_weight(self.class_weight)
-        self.n_outputs_ = int(y.max()) + 1 if self.task == "multiclass" else 1
-        if self.task == "regression":
-            self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
+        if init is None:
+            self.n_outputs_ = int(y.max()) + 1 if self.task == "multiclass" else 1
+            if self.task == "regression":
+                self.y_mean_, self.y_scale_ = float(y.mean()), float(y.std() or 1.0)
         targets, strata = self._targets(y)
         loss = self._loss(y)
         settings = dict(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum,
@@ -134,10 +148,15 @@ class NetEnsembleEstimator(BaseEstimator):
                 it, iv = torch.from_numpy(idx_tr), torch.from_numpy(idx_va)
                 torch.manual_seed(seed)
                 net = self._build_net()
-                self._start_net(net, loss, xt[it], [t[it] for t in targets])
                 advance = (lambda _e: bar.advance(task_id)) if bar else None
-                history = fit_net(net, loss, xt[it], [t[it] for t in targets], xt[iv], [t[iv] for t in targets],
-                                  TrainSettings(seed=seed, **settings), on_epoch=advance)
+                if init is None:
+                    self._start_net(net, loss, xt[it], [t[it] for t in targets])
+                    history = fit_net(net, loss, xt[it], [t[it] for t in targets], xt[iv],
+                                      [t[iv] for t in targets], TrainSettings(seed=seed, **settings), on_epoch=advance)
+                else:
+                    history = self._fine_tune_net(net, init[member], loss, (xt[it], [t[it] for t in targets]),
+                                                  (xt[iv], [t[iv] for t in targets]),
+                                                  TrainSettings(seed=seed, **settings), advance)
                 if bar:
                     bar.update(task_id, completed=(member + 1) * self.max_epochs)
                 self.nets_.append(net)
@@ -155,6 +174,52 @@ class NetEnsembleEstimator(BaseEstimator):
 
     def _start_net(self, net: torch.nn.Module, loss: Any, x: torch.Tensor, targets: list[torch.Tensor]) -> None:
         """Set a freshly built member's starting weights from its training rows; by default keep them."""
+
+    def _layer_groups(self, net: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
+        """The net's layer groups by name, input side first (what ``freeze`` names); fine-tuning needs them."""
+        raise NotImplementedError(f"{type(self).__name__} has no layer groups to fine-tune")
+
+    def _frozen_modules(self, net: torch.nn.Module) -> list[torch.nn.Module]:
+        """Fix the parameters of the groups ``self.freeze`` names; return their modules (kept in eval mode)."""
+        groups = self._layer_groups(net)
+        freeze = list(getattr(self, "freeze", ()) or ())
+        unknown = [name for name in freeze if name not in groups]
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: cannot freeze {unknown}; this net's layers are {list(groups)}")
+        if set(freeze) >= set(groups):
+            raise ConfigError(f"{type(self).__name__}: freeze={freeze} leaves no layer to train; keep at least "
+                              f"one of {list(groups)} trainable")
+        modules = [m for name in freeze for m in groups[name]]
+        for module in modules:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        return modules
+
+    def _fine_tune_net(self, net: torch.nn.Module, weights: dict[str, torch.Tensor], loss: Any,
+                       train: tuple[torch.Tensor, list[torch.Tensor]], val: tuple[torch.Tensor, list[torch.Tensor]],
+                       settings: TrainSettings, on_epoch: Any) -> History:
+        """Train one member from ``weights`` with the frozen groups fixed; keep the starting weights when no
+        epoch beats them on the validation rows (fine-tuning never ends worse there than not fine-tuning)."""
+        net.load_state_dict(weights)
+        frozen = self._frozen_modules(net)
+        # fit_net puts the whole net in training mode each epoch: a frozen layer's dropout and batch-norm
+        # statistics must stay as they were, so its modules are switched back to eval before every forward
+        hooks = [m.register_forward_pre_hook(_stay_in_eval) for module in frozen for m in module.modules()]
+        try:
+            net.eval()
+            with torch.no_grad():
+                start_loss = float(loss(net(val[0]), *val[1]))
+            history = fit_net(net, loss, train[0], train[1], val[0], val[1], settings, on_epoch=on_epoch)
+        finally:
+            for hook in hooks:
+                hook.remove()
+            for p in net.parameters():
+                p.requires_grad_(True)
+        if not history.val_loss or start_loss <= min(history.val_loss):
+            net.load_state_dict(weights)
+            history.best_epoch = -1  # the starting weights: no epoch improved on them
+        net.eval()
+        return history
 
     # ----- prediction ----------------------------------------------------------------------------
     def _outputs(self, X: np.ndarray) -> np.ndarray:
@@ -251,6 +316,9 @@ class TabularNetEstimator(NetEnsembleEstimator):
     A subclass names its net module (``_net_class``, built as ``(n_inputs, hidden, n_outputs, dropout,
     activation, batch_norm)``), the blob its weights are saved under (``_blob``) and its progress
     label (``_label``); nothing else.
+
+    ``freeze`` (layer groups of ``tabular_layer_groups``) applies only when ``fit`` fine-tunes a fitted model
+    (``init_state``); a model trained from scratch trains every layer.
     """
 
     _net_class: ClassVar[type[torch.nn.Module]]
@@ -262,7 +330,7 @@ class TabularNetEstimator(NetEnsembleEstimator):
                  lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 200, patience: int = 20, lr_schedule: str = "none",
                  val_fraction: float = 0.2, class_weight: str | None = None, ensemble: int = 1,
-                 random_state: int = 0, progress: bool = False) -> None:
+                 random_state: int = 0, progress: bool = False, freeze: Sequence[str] = ()) -> None:
         self.task = task
         self.hidden = hidden
         self.dropout = dropout
@@ -281,15 +349,61 @@ class TabularNetEstimator(NetEnsembleEstimator):
         self.ensemble = ensemble
         self.random_state = random_state
         self.progress = progress
+        self.freeze = freeze
 
-    def fit(self, X: Any, y: Any) -> Self:
+    def fit(self, X: Any, y: Any, init_state: Any = None) -> Self:
+        """Train on X, y; with ``init_state`` (a fitted model's ``to_state()`` pair) fine-tune its nets instead."""
         # two rows at least: the nets train on one part and early-stop on another
         X, y = check_training_data(self, X, y, task=self.task, dtype=np.float32, min_samples=2)
         y = self._check_y(y)
         if not X.flags.writeable:  # torch wants writable memory; a copy changes no value
             X = X.copy()
         set_threads(1)
-        return self._fit_nets(X, y)
+        init = None if init_state is None else self._starting_weights(init_state, y)
+        return self._fit_nets(X, y, init)
+
+    def _starting_weights(self, init_state: Any, y: np.ndarray) -> list[dict[str, torch.Tensor]]:
+        """Each member's weights from a fitted model's (state, blobs), checked against this model and the data;
+        sets the output scale the nets were trained for (outputs, classes, regression mean and scale)."""
+        where = f"{type(self).__name__}.fit(init_state=...)"
+        if not (isinstance(init_state, tuple | list) and len(init_state) == 2 and isinstance(init_state[0], dict)
+                and isinstance(init_state[1], dict)):
+            raise ConfigError(f"{where}: init_state must be the (state, blobs) pair of a fitted "
+                              f"{type(self).__name__}'s to_state()")
+        state, blobs = init_state
+        if self._blob not in blobs:
+            raise ConfigError(f"{where}: init_state holds no {self._blob!r} weights (blobs: {sorted(blobs)}); "
+                              f"fine-tune a fitted {type(self).__name__}")
+        params = state.get("params", {})
+        if params.get("task") != self.task:
+            raise ConfigError(f"{where}: the starting model is a {params.get('task')} model, this one {self.task}")
+        if state.get("n_features_in") != self.n_features_in_:
+            raise DataError(f"{where}: the new data have {self.n_features_in_} encoded feature(s), the starting "
+                            f"model takes {state.get('n_features_in')}; encode them with its preprocessor")
+        weights = torch.load(io.BytesIO(blobs[self._blob]), weights_only=True)
+        if len(weights) != self.ensemble:
+            raise ConfigError(f"{where}: the starting model has {len(weights)} ensemble member(s), this one "
+                              f"{self.ensemble}; fine-tune with ensemble={len(weights)}")
+        self.n_outputs_ = int(state["n_outputs"])
+        if self.task in ("binary", "multiclass"):
+            self.classes_ = np.asarray(state.get("classes", np.arange(max(self.n_outputs_, 2))))
+            if int(y.max()) >= len(self.classes_):
+                raise DataError(f"{where}: the new outcome has class code {int(y.max())}; the starting model knows "
+                                f"{len(self.classes_)} classes {self.classes_.tolist()}")
+        if self.task == "regression":
+            self.y_mean_, self.y_scale_ = float(state["y_mean"]), float(state["y_scale"])
+        probe = self._build_net()
+        for member, sd in enumerate(weights):
+            own = probe.state_dict()
+            shapes = {k: tuple(v.shape) for k, v in sd.items()}
+            wrong = [k for k in own if shapes.get(k) != tuple(own[k].shape)] + [k for k in shapes if k not in own]
+            if wrong:
+                raise ConfigError(f"{where}: member {member}'s weights do not fit this net (layers {wrong[:5]}); "
+                                  "fine-tune with the starting model's architecture settings")
+        return list(weights)
+
+    def _layer_groups(self, net: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
+        return tabular_layer_groups(net)
 
     def _outputs(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "nets_")
@@ -308,11 +422,14 @@ class TabularNetEstimator(NetEnsembleEstimator):
         check_is_fitted(self, "nets_")
         params = self.get_params()
         params["hidden"] = list(params["hidden"])
+        params["freeze"] = list(params["freeze"])
         return self._state(params, self._blob)
 
     @classmethod
     def from_state(cls, state: dict, blobs: dict[str, bytes]) -> Self:
-        return cls(**state["params"])._restore(state, blobs, cls._blob)
+        params = dict(state["params"])
+        params["freeze"] = tuple(params.get("freeze", ()))  # absent from states written before fine-tuning
+        return cls(**params)._restore(state, blobs, cls._blob)
 
 
 class NeuralRiskModel(TabularNetEstimator):
@@ -371,6 +488,30 @@ def fit_linear_path(net: ResidualMLP, loss: Any, x: torch.Tensor, targets: list[
     optimizer.step(closure)
     for p in params:
         p.grad = None
+
+
+def tabular_layer_groups(net: torch.nn.Module) -> dict[str, list[torch.nn.Module]]:
+    """A tabular net's layers by name, input side first: ``hidden1``..``hiddenK`` (one per hidden layer, with
+    its batch norm, activation and dropout) and ``head``, the output layer. For the residual MLP ``hiddenI`` is
+    residual block I and ``head`` holds both maps straight to the output: the deep path's last layer and the
+    wide (linear) path, so fine-tuning the head alone refits a linear model on the inputs and the frozen deep
+    features."""
+    groups: dict[str, list[torch.nn.Module]] = {}
+    if isinstance(net, ResidualMLP):
+        groups = {f"hidden{i}": [block] for i, block in enumerate(net.blocks, start=1)}
+        return groups | {"head": [net.head, net.wide]}
+    if isinstance(net, MLP):
+        for module in net.body:
+            if isinstance(module, torch.nn.Linear):
+                groups[f"hidden{len(groups) + 1}"] = []
+            groups[f"hidden{len(groups)}"].append(module)
+        return groups | {"head": [net.head]}
+    raise ConfigError(f"no layer groups for {type(net).__name__}; fine-tuning knows MLP and ResidualMLP")
+
+
+def _stay_in_eval(module: torch.nn.Module, _inputs: Any) -> None:
+    """Forward pre-hook of a frozen layer: no dropout, no batch-norm statistics update."""
+    module.training = False
 
 
 def cox_partial_nll_2d(risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor) -> torch.Tensor:
