@@ -137,7 +137,7 @@ def bare_nets_session(model, threads: int):
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from precimed.compiled.onnx_graph import OPSET, _Graph, _mean, _first, _steps
+    from precimed.compiled.onnx_graph import OPSET, _first, _Graph, _mean, _steps
 
     g = _Graph()
     out = _mean(g, _first(g, _steps(g, model.program.steps, "x")))
@@ -228,7 +228,8 @@ def main() -> None:
             what = "onnxruntime on the nets alone (encoded float32 input, 2 intra-op threads)"
         elif model.kind == "gbm":
             booster, iters = model.booster, model.iterations
-            bare = rate(lambda: booster.predict(X, num_iteration=iters, raw_score=True, num_threads=2), n)
+            bare = rate(lambda booster=booster, iters=iters: booster.predict(X, num_iteration=iters, raw_score=True,
+                                                                              num_threads=2), n)
             bare_chunks = float("nan")
             what = "LightGBM booster.predict on the encoded matrix, 2 threads"
         else:

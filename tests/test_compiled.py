@@ -265,7 +265,8 @@ def test_cli_predict_runtime(gbsg, tmp_path, run_cli):
     assert code == 0, err
     got = pd.read_csv(tmp_path / "onnx.csv")
     ref = predict_frame(bundle, pd.read_csv(src), fast=False)
-    assert np.abs(got["event_probability_1826days"].to_numpy() - ref["event_probability_1826days"].to_numpy()).max() < 1e-6
+    column = "event_probability_1826days"
+    assert np.abs(got[column].to_numpy() - ref[column].to_numpy()).max() < 1e-6
     code, out, err = run_cli("predict", bundle.path, "--input", src, "--output", tmp_path / "x.csv",
                              "--runtime", "tensorrt")
     assert code == 2 and "runtime must be one of" in err and "Traceback" not in err

@@ -304,6 +304,89 @@ def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)
 
 
 @app.command()
+def update(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle) of the model to update"),
+           data: str = typer.Option(..., "--data", help="new labelled data: built-in cohort, data file or source spec"),
+           method: str = typer.Option("recalibrate", "--method",
+                                      help="recalibrate | recalibrate_intercept | finetune"),
+           out: Path = typer.Option(..., "--out", help="folder to create: bundle/ (the new version) and update.json"),
+           settings: Path | None = typer.Option(None, "--settings", help="update settings (YAML): model, holdout, "
+                                                "seed, finetune: {layers, lr, max_epochs, patience, ...}"),
+           overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
+    """Recalibrate or fine-tune a bundle's model on new data; write a new bundle version that names its parent."""
+    from precimed.workflows.updating import load_update_settings, update_bundle
+
+    _apart({"--out": out}, {"BUNDLE": bundle, "--data": data if Path(data).exists() else None,
+                            "--settings": settings})
+    chosen = load_update_settings(settings) if settings is not None else None
+    result = update_bundle(bundle, data, out, method=method, settings=chosen, overwrite=overwrite, echo=_echo)
+    if "models" in result.metrics:
+        print_metrics(result.metrics)
+    record = result.metrics["update"]
+    fitted = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in record["fitted"].items() if k != "note")
+    console.print(f"{record['method']} of {record['parent_model']!r} (parent {record['parent']}) on "
+                  f"{record['data']['rows']} rows: {fitted}", markup=False, highlight=False)
+    console.print(f"bundle  {result.bundle_path}\nupdate  {out / 'update.json'}")
+
+
+@app.command()
+def drift(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
+          reference: str = typer.Option("train", "--reference", help="'train' (the bundle's own training rows, "
+                                        "re-loaded through its config) or a table file in the bundle's schema"),
+          current: Path = typer.Option(..., "--current", help="current rows: CSV, Parquet or JSON in the bundle's "
+                                       "schema (the columns `precimed predict` reads), optionally with a time column "
+                                       "and outcomes"),
+          out: Path = typer.Option(..., "--out", help="folder to create: drift.json, drift.html"),
+          time_column: str | None = typer.Option(None, "--time-column", help="calendar time of each row: years "
+                                                 "(numbers) or dates"),
+          window: str | None = typer.Option(None, "--window", help="window length: 1y, 6m, 2w, 30d, or a number "
+                                            "of rows (default with --time-column: 1y)"),
+          outcomes: Path | None = typer.Option(None, "--outcomes", help="outcomes that arrived later: a table with "
+                                               "the id column and the task's outcome columns"),
+          model: str | None = typer.Option(None, help="which model of the bundle (default: its primary model)"),
+          bootstrap: int = typer.Option(200, help="bootstrap replicates for the CIs"),
+          overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
+    """Drift of current rows against the training rows: per-feature PSI and tests (BH), domain classifier,
+    prediction shift, and performance over time windows where outcomes are mature."""
+    from precimed.workflows.drift import drift_report, summary_lines
+
+    doc = drift_report(bundle, reference, current, out, time_column=time_column, window=window, outcomes=outcomes,
+                       model=model, n_boot=bootstrap, overwrite=overwrite, echo=_echo)
+    for line in summary_lines(doc):
+        console.print(line, markup=False, highlight=False)
+    console.print(f"report {out / 'drift.html'}\njson   {out / 'drift.json'}", markup=False, highlight=False)
+
+
+@app.command("walk-forward")
+def walk_forward(config: Path = typer.Argument(..., help="run config (YAML)"),
+                 time_column: str = typer.Option(..., "--time-column", help="calendar time of each row (e.g. year)"),
+                 train_until: float = typer.Option(..., "--train-until", help="train on rows with time <= this"),
+                 block: int = typer.Option(1, "--block", help="calendar units (years) per scored block"),
+                 out: Path = typer.Option(..., "--out", help="folder to create: training/, walkforward.json, "
+                                          "walkforward.html"),
+                 min_rows: int = typer.Option(100, "--min-rows", help="a block with fewer rows joins its neighbour"),
+                 bootstrap: int | None = typer.Option(None, help="bootstrap replicates (default: the config's)"),
+                 overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
+    """Temporal validation: train on the early years, score each later block (C-index, calibration, drift)."""
+    from precimed.workflows.temporal_validation import walk_forward as run
+    from precimed.workflows.temporal_validation import walk_forward_table
+
+    _apart({"--out": out}, {"CONFIG": config})
+    doc = run(config, out, time_column=time_column, train_until=train_until, block=block, min_rows=min_rows,
+              n_boot=bootstrap, overwrite=overwrite, echo=_echo)
+    head, rows = walk_forward_table(doc)
+    table = Table(title=f"{doc['run']}: trained on {doc['training']['label']} (n={doc['training']['n']}), "
+                        f"{int(round(doc['level'] * 100))}% CI, {doc['bootstrap']} bootstrap replicates")
+    for h in head:
+        table.add_column(h, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"report {out / 'walkforward.html'}\njson   {out / 'walkforward.json'}\nbundle "
+                  f"{out / 'training' / 'bundle'}", markup=False, highlight=False)
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder (replaced if it exists)"),
          progress: bool = typer.Option(True, help="show a progress bar")) -> None:
     """Rotterdam node-positive → Cox MLP, Cox PH, gradient boosting → external validation on GBSG."""

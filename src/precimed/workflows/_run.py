@@ -68,6 +68,8 @@ def load_source(source: SourceConfig) -> tuple[pd.DataFrame, str | None]:
 
 def _with_id(raw: pd.DataFrame, cfg_id: str | None, default: str | None) -> tuple[pd.DataFrame, str]:
     id_name = cfg_id or default
+    if id_name is None and ROW_ID in raw.columns:  # a file precimed wrote (predictions, a partition) keeps its ids
+        return raw, ROW_ID
     if id_name is None:
         raw = raw.copy()
         raw.insert(0, ROW_ID, np.arange(1, len(raw) + 1))
