@@ -275,3 +275,14 @@ def test_cli_predict_runtime(gbsg, tmp_path, run_cli):
     empty.write_text(",".join(frame.columns) + "\n")
     code, out, err = run_cli("predict", bundle.path, "--input", empty, "--output", tmp_path / "e.csv")
     assert code == 2 and "no rows" in err
+
+
+@pytest.mark.parametrize("method", ["recalibrate", "recalibrate_intercept"])
+def test_a_recalibrated_bundle_scores_compiled_like_the_reference(gbsg, tmp_path, method):
+    from precimed.workflows.updating import update_bundle
+
+    bundle, frame = gbsg
+    child = load_bundle(update_bundle(bundle.path, "gbsg", tmp_path / method, method=method).bundle_path)
+    name = child.primary
+    assert child.scorer.models[name].kind == "recalibrated"
+    assert _same(predict_frame(child, frame, model=name), predict_frame(child, frame, model=name, fast=False)) <= 1e-6

@@ -9,7 +9,9 @@ and of the right width, and each model is the arithmetic its ``predict_*`` metho
   Cox score);
 - ``logistic`` / ``linear`` / ``cox_ph``: one matrix product with the fitted coefficients, in the dtype
   scikit-learn uses;
-- ``gbm``: LightGBM's own C predictor (the fastest path it has), called without the estimator's checks.
+- ``gbm``: LightGBM's own C predictor (the fastest path it has), called without the estimator's checks;
+- a recalibrated model (``train.updating.RecalibratedModel``): its base model's compiled form, then
+  ``a + b * logit / value`` or ``b * risk`` with its own baseline hazard.
 
 Survival models give the risk score and the event probability at each horizon through the Breslow baseline,
 whose cumulative hazard at the horizons is looked up once at compile time.
@@ -27,6 +29,7 @@ from sklearn.utils.extmath import softmax
 from precimed.compiled.nets import NetProgram, compile_nets
 from precimed.models.baselines import CoxPHBaseline, GBMModel, LinearBaseline, LogisticBaseline
 from precimed.train.estimators import NetEnsembleEstimator
+from precimed.train.updating import RecalibratedModel, recalibration_logit
 
 __all__ = ["CompiledModel", "compile_model", "output_names"]
 
@@ -78,6 +81,10 @@ class CompiledModel:
         elif isinstance(est, GBMModel):
             self.kind = "gbm"
             self.booster, self.iterations = est.booster_, est.best_iteration_
+        elif isinstance(est, RecalibratedModel):
+            self.kind = "recalibrated"
+            self.base = CompiledModel(est.base, task, horizons=horizons, n_columns=n_columns)
+            self.a, self.b = est.a_, est.b_
         else:
             raise TypeError(f"no compiled form for {type(est).__name__}")
         if task == "survival":
@@ -93,7 +100,15 @@ class CompiledModel:
             scores = scores.reshape(-1)
         return scores
 
+    def _base_output(self, X: np.ndarray) -> np.ndarray:
+        """A recalibrated model's base output on the recalibration's scale (logit, value or risk score)."""
+        if self.task == "binary":
+            return recalibration_logit(self.base.probabilities(X)[:, 1])
+        return np.asarray(self.base.outputs(X)[0], dtype=float)
+
     def _risk(self, X: np.ndarray) -> np.ndarray:
+        if self.kind == "recalibrated":
+            return self.b * self._base_output(X)
         if self.kind == "nets":
             return self.program.run(X)[..., 0].mean(axis=0)
         if self.kind == "gbm":
@@ -102,6 +117,9 @@ class CompiledModel:
 
     def probabilities(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities (n, classes), as the estimator's ``predict_proba``."""
+        if self.kind == "recalibrated":
+            p = expit(self.a + self.b * self._base_output(X))
+            return np.column_stack([1 - p, p])
         if self.kind == "nets":
             out = self.program.run(X)
             if self.task == "binary":
@@ -126,6 +144,8 @@ class CompiledModel:
             proba = self.probabilities(X)
             return [proba[:, i] for i in range(proba.shape[1])]
         if self.task == "regression":
+            if self.kind == "recalibrated":
+                return [self.a + self.b * self._base_output(X)]
             if self.kind == "nets":
                 return [self.program.run(X)[..., 0].mean(axis=0) * self.y_scale + self.y_mean]
             if self.kind == "gbm":

@@ -10,7 +10,7 @@ Written with ``onnx.helper`` from the same arrays the numpy path runs (``Compile
 ``NetProgram``, the linear coefficients), rather than traced from torch: the nets are a few matrix products
 whose weights we already hold, the preprocessing is not a torch module at all, and one graph per model with
 its preprocessing needs no graph merging. LightGBM models have no graph here (their fastest path is
-LightGBM's own C predictor); ``model_graph`` returns None for them.
+LightGBM's own C predictor) and neither have recalibrated models; ``model_graph`` returns None for them.
 
 ``check_graph`` is run before onnxruntime sees a file from a bundle: only the operators this module writes,
 the default domain, and no tensor whose data lives outside the file (an ONNX file can point at external paths).
@@ -170,7 +170,7 @@ def _head(g: _Graph, model: CompiledModel, x: str) -> str:
 
 def model_graph(pre: CompiledPreprocessor, model: CompiledModel, *, name: str) -> bytes | None:
     """The serialized ONNX model of preprocessing + ``model`` (None for a model without a graph: LightGBM)."""
-    if model.kind == "gbm":
+    if model.kind in ("gbm", "recalibrated"):
         return None
     from onnx import TensorProto, checker, helper
 

@@ -82,7 +82,8 @@ def cox_slope(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> float:
     return float(fitter.params_["lp"]) / scale
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def recalibration_logit(p: np.ndarray) -> np.ndarray:
+    """The logit recalibration works on, with probabilities clipped away from 0 and 1."""
     return logit(np.clip(np.asarray(p, dtype=float), _P_CLIP, 1.0 - _P_CLIP))
 
 
@@ -127,7 +128,7 @@ class RecalibratedModel(BaseEstimator):
     def _base_output(self, X: Any) -> np.ndarray:
         """The base model's output on the scale recalibration works on: logit, value or risk score."""
         if self.task == "binary":
-            return _logit(self.base.predict_proba(X)[:, 1])
+            return recalibration_logit(self.base.predict_proba(X)[:, 1])
         if self.task == "regression":
             return np.asarray(self.base.predict(X), dtype=float)
         return np.asarray(self.base.predict_risk(X), dtype=float)
