@@ -606,6 +606,68 @@ def audit_verify(registry: Path = REGISTRY, db: str | None = DB,
         raise SystemExit(2)
 
 
+@app.command()
+def retrain(registry: Path = typer.Argument(..., help="registry folder (bundles; SQLite database unless --db)"),
+            name: str = typer.Argument(..., help="the registered model whose production version is the champion"),
+            data: str = typer.Option(..., "--data", help="new labelled data: a built-in dataset, a table file or a "
+                                     "YAML source spec, in the champion's format"),
+            policy: Path = typer.Option(..., "--policy", help="retraining policy (YAML): window, holdout, "
+                                        "challenger, gates"),
+            out: Path | None = typer.Option(None, "--out", help="folder for the runs (default runs/retrain-NAME); "
+                                            "each run writes OUT/<time of the run>/"),
+            db: str | None = DB,
+            every: str | None = typer.Option(None, "--every", help="run once per period (7d, 1mo, 1y, 12h, ...)"),
+            clock: str = typer.Option("system", "--clock", help="system (sleeps between runs) or simulated "
+                                      "(replays from --start without sleeping)"),
+            start: str | None = typer.Option(None, "--start", help="time of the first run (ISO date); required "
+                                             "with --clock simulated"),
+            until: str | None = typer.Option(None, "--until", help="last time a scheduled run may start (ISO "
+                                             "date)")) -> None:
+    """Gated retraining: a challenger on recent data vs the production champion on the same held-out patients;
+    promoted to staging (never production) only if every gate of the policy holds; audited either way."""
+    from rich import box
+
+    from precimed.service.cli_commands import retrain as run
+
+    _apart({"--out": out}, {"--data": data if Path(data).exists() else None, "--policy": policy,
+                            "REGISTRY": registry})
+
+    def show(result: dict) -> None:
+        when = result["now"][:19].replace("T", " ").removesuffix(" 00:00:00")
+        if result["action"] == "retrain:failed":
+            console.print(f"{when}: failed: {result['error']}", markup=False, highlight=False, soft_wrap=True)
+            return
+        console.print(f"{when}: {name} v{result['champion']} (production) vs challenger: "
+                      + (f"promoted to staging as v{result['version']}" if result["promote"] else "rejected"),
+                      markup=False, highlight=False)
+        table = Table(box=box.SIMPLE_HEAD)
+        for column in ("gate", "value", "threshold", "status"):
+            table.add_column(column, justify="right" if column == "value" else "left")
+        for g in result["gates"]:
+            value = "–" if g["value"] is None else f"{g['value']:.4f}"
+            threshold = g["threshold"] if not isinstance(g["threshold"], list) else \
+                "[" + ", ".join(f"{t:g}" for t in g["threshold"]) + "]"
+            style = "" if g["status"] == "pass" else "bold"
+            table.add_row(g["name"], value, str(threshold), f"[{style}]{g['status']}[/{style}]" if style else
+                          g["status"])
+        console.print(table)
+        w = result["window"]
+        span = f", {w['time_column']} {w['time_range'][0]:g}–{w['time_range'][1]:g}" if w.get("time_range") else ""
+        console.print(f"window {w['rows']} rows{span}: trained on {w['train']['rows']}, held out "
+                      f"{w['holdout']['rows']}\nreport {result['report']}", markup=False, highlight=False)
+
+    results = run(registry, name, data, policy, out=out, db=db, every=every, clock=clock, start=start, until=until,
+                  echo=_echo, on_result=show)
+    failed = [r for r in results if r["action"] == "retrain:failed"]
+    if len(results) > 1:
+        counts = {a: sum(r["action"] == a for r in results) for a in
+                  ("retrain:promoted_to_staging", "retrain:rejected", "retrain:failed")}
+        console.print(f"{len(results)} runs: " + ", ".join(f"{n} {a.split(':')[1]}" for a, n in counts.items()),
+                      markup=False, highlight=False)
+    if failed:
+        raise SystemExit(2)
+
+
 def _usage_error_type() -> type[Exception]:
     """The ClickException of the click that typer uses (typer ≥ 0.29 ships its own copy, older typers use click)."""
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")

@@ -203,3 +203,141 @@ def audit_verify(registry: Path | str, db: str | None = None, anchors: list[str]
     parsed = parse_anchors(anchors)
     with opened(registry, db, start=False) as o:
         return o.audit.verify(parsed).to_dict()
+
+
+# ----- gated retraining (`precimed retrain`) ------------------------------------------------------------------------
+RETRAIN_PROMOTED = "retrain:promoted_to_staging"
+RETRAIN_REJECTED = "retrain:rejected"
+RETRAIN_FAILED = "retrain:failed"
+
+
+def _run_folder(out: Path, now: Any) -> Path:
+    """One folder per run, named by the run's time: 1990-12-31, or 2024-05-06T101500 when not at midnight."""
+    stamp = now.strftime("%Y-%m-%d") if (now.hour, now.minute, now.second) == (0, 0, 0) else \
+        now.strftime("%Y-%m-%dT%H%M%S")
+    return out / stamp
+
+
+def _gate_detail(decision: Any) -> dict[str, Any]:
+    return {g.name: {"status": g.status, "value": g.value, "threshold": g.threshold} for g in decision.gates}
+
+
+def _window_detail(doc: dict[str, Any]) -> dict[str, Any]:
+    """The data window for the audit row: counts, time range and id digests (never an id)."""
+    w = doc["window"]
+    part = ("rows", "events", "time_range", "ids_sha256")
+    return {"rows": w["rows"], "time_column": w.get("time_column"), "time_range": w.get("time_range"),
+            "train": {k: w["train"].get(k) for k in part}, "holdout": {k: w["holdout"].get(k) for k in part}}
+
+
+def retrain_once(registry: Path | str, name: str, data: str, policy: Any, run_dir: Path | str, *, now: Any,
+                 trigger: str, db: str | None = None, echo: Any = None) -> dict[str, Any]:
+    """One gated retraining run of NAME's production champion; returns what happened.
+
+    The challenger is registered and put in staging only when every gate holds; production is never touched. One
+    audit row records the outcome (promoted_to_staging, rejected or failed) with the gate values, the data window
+    (counts, time range, id digests), the trigger and the SHA-256 of decision.json. A failure before registration
+    leaves the registry as it was; the failure is audited (the error's type and the SHA-256 of its message, which
+    may quote data) and re-raised."""
+    from precimed.workflows.retraining import challenge
+
+    run_dir = Path(run_dir)
+    if run_dir.exists():
+        raise ConfigError(f"{run_dir} already exists; a retraining run writes a new folder (choose another --out)")
+    actor = _actor()
+    base = {"trigger": trigger, "started_by": actor, "now": now.isoformat(), "out": str(run_dir)}
+    with opened(registry, db) as o:
+        stage, champion, registered = "resolve", None, None
+        try:
+            champion = o.registry.resolve(name)
+            o.registry.load(champion)  # the champion's bundle re-verified before it is used
+            stage = "challenge"
+            decision = challenge(champion.bundle_dir, data, policy, run_dir, trigger={"by": trigger, "user": actor},
+                                 now=now, echo=echo or (lambda _m: None))
+            version = champion.version
+            if decision.promote:
+                stage = "register"
+                registered = o.registry.add(decision.paths["bundle"], name=name, actor=actor, role=CLI_ROLE)
+                stage = "promote"
+                o.registry.promote(name, registered.version, "staging", actor=actor, role=CLI_ROLE)
+                version = registered.version
+        except BaseException as exc:
+            import hashlib
+
+            detail = base | {"stage": stage, "error": type(exc).__name__,
+                             "error_sha256": hashlib.sha256(str(exc).encode()).hexdigest(),
+                             "champion": None if champion is None else {"version": champion.version,
+                                                                        "bundle": champion.bundle_ref},
+                             "registered_version": None if registered is None else registered.version}
+            o.audit.append(actor=actor, role=CLI_ROLE, action=RETRAIN_FAILED, model=name,
+                           version=None if champion is None else champion.version, outcome="failed", status=500,
+                           detail=detail)
+            raise
+        action = RETRAIN_PROMOTED if decision.promote else RETRAIN_REJECTED
+        detail = base | {"champion": {"version": champion.version, "bundle": champion.bundle_ref},
+                         "challenger": {"version": registered.version if registered else None,
+                                        "bundle": decision.doc["challenger"]["bundle"],
+                                        "kind": decision.doc["challenger"]["kind"]},
+                         "gates": _gate_detail(decision), "window": _window_detail(decision.doc),
+                         "report_sha256": decision.report_sha256}
+        o.audit.append(actor=actor, role=CLI_ROLE, action=action, model=name, version=version,
+                       input_digest=decision.report_sha256, outcome="promoted" if decision.promote else "rejected",
+                       detail=detail)
+    return {"now": now.isoformat(), "action": action, "promote": decision.promote, "champion": champion.version,
+            "version": registered.version if registered else None, "summary": decision.doc["summary"],
+            "gates": [g.to_dict() for g in decision.gates], "window": _window_detail(decision.doc),
+            "out": str(run_dir), "report": str(decision.paths["report"]), "decision": str(decision.paths["decision"])}
+
+
+def retrain(registry: Path | str, name: str, data: str, policy: Path | str, *, out: Path | str | None = None,
+            db: str | None = None, every: str | None = None, clock: str = "system", start: str | None = None,
+            until: str | None = None, echo: Any = None, on_result: Any = None) -> list[dict[str, Any]]:
+    """`precimed retrain`: one gated retraining run now, or (``every``) one per period.
+
+    ``clock="simulated"`` replays the past from ``start`` without sleeping; each run's ``now`` is the simulated time
+    and sees only the rows whose time column is at or before it. With the system clock the schedule sleeps between
+    runs (Ctrl-C stops it; cron calling `precimed retrain` once per period is the other way). Every run writes
+    OUT/<time of the run>/. A single run's failure is raised (one line, exit 2); a scheduled run's failure is
+    recorded (audit row, result with ``action`` retrain:failed) and the schedule goes on. ``on_result`` is called
+    with each run's result as it finishes."""
+    from precimed.errors import PrecimedError
+    from precimed.service.registry import check_name
+    from precimed.workflows.retraining import (
+        SimulatedClock,
+        SystemClock,
+        load_policy,
+        parse_period,
+        parse_time,
+        run_schedule,
+    )
+
+    check_name(name)
+    parsed = load_policy(policy)  # a policy error is one line before anything runs or is audited
+    period = parse_period(every) if every is not None else None
+    if clock not in ("system", "simulated"):
+        raise ConfigError(f"--clock {clock!r}: choose system or simulated")
+    first = parse_time(start, option="--start") if start is not None else None
+    last = parse_time(until, option="--until") if until is not None else None
+    if clock == "simulated" and first is None:
+        raise ConfigError("--clock simulated needs --start (the simulated time of the first run)")
+    if last is not None and period is None:
+        raise ConfigError("--until ends a schedule; give --every too")
+    if first is not None and last is not None and last < first:
+        raise ConfigError(f"--until {until} is before --start {start}")
+    out_dir = Path(out) if out is not None else Path("runs") / f"retrain-{name}"
+    ticker = SimulatedClock(first) if clock == "simulated" else SystemClock()
+    trigger = "schedule" if period is not None else _actor()
+
+    def job(now: Any) -> dict[str, Any]:
+        try:
+            result = retrain_once(registry, name, data, parsed, _run_folder(out_dir, now), now=now, trigger=trigger,
+                                  db=db, echo=echo)
+        except PrecimedError as exc:
+            if period is None:
+                raise
+            result = {"now": now.isoformat(), "action": RETRAIN_FAILED, "promote": False, "error": str(exc)}
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    return run_schedule(ticker, job, every=period, start=first, until=last)
