@@ -94,6 +94,10 @@ def test_records_through_the_service_recipe_match_the_reference(example):
                for r in raw.loc[:40, names].to_dict(orient="records")]
     scored = score(bundle, records)
     ref = predict_frame(bundle, pd.DataFrame(records, columns=names), fast=False)
+    from precimed.cohort import type_features
+
+    typed = type_features(pd.DataFrame(records, columns=names), bundle.features, where="t")
+    np.testing.assert_array_equal(scored.encoded, bundle.preprocessor.transform(typed, out_of_range="error"))
     for row, (_, expected) in zip(scored.rows, ref.iterrows(), strict=True):
         for column in ref.columns[2:]:
             assert abs(row[column] - expected[column]) <= 1e-6

@@ -147,12 +147,17 @@ class Scorer:
     def score_records(self, records: Sequence[Mapping[str, Any]], *, model: str,
                       allow_out_of_range: bool = False) -> list[dict[str, float]]:
         """One dict of outputs per patient (plain floats), from one mapping of feature values per patient."""
+        return self.score_records_encoded(records, model=model, allow_out_of_range=allow_out_of_range)[0]
+
+    def score_records_encoded(self, records: Sequence[Mapping[str, Any]], *, model: str,
+                              allow_out_of_range: bool = False) -> tuple[list[dict[str, float]], np.ndarray]:
+        """``score_records`` and the encoded float32 matrix the model saw (one row per patient)."""
         if not records:
             raise Declined("no patients")
         compiled = self._model(model)
         X = self.encode_records(records, allow_out_of_range=allow_out_of_range)
         columns = [np.asarray(c).tolist() for c in compiled.outputs(X)]
-        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)], X
 
 
 def _session(data: bytes) -> Any:

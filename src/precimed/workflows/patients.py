@@ -23,6 +23,7 @@ from precimed.bundle import Bundle
 from precimed.compiled import Declined
 from precimed.config import FeatureConfig
 from precimed.errors import ConfigError, DataError, PrecimedError
+from precimed.workflows._run import typed_patients
 
 if TYPE_CHECKING:
     from precimed.monitoring import Monitor, News2Table, Step
@@ -129,6 +130,9 @@ class Scored:
     rows: list[dict[str, Any]]
     ids: list[Any]
     model: str
+    #: the encoded feature vector each patient was scored on (the bundle's preprocessor output, one row per
+    #: patient, no identifiers): what the service stores for drift; None for explanations and sequence bundles
+    encoded: np.ndarray | None = None
 
 
 def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str | None = None,
@@ -161,12 +165,13 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
                 or (allow_out_of_range and _outside(f, p.get(f.name)))] for p in patients]
     if not problems and explain_top_k is None and bundle.scorer is not None:
         try:  # the compiled path; whatever it cannot vouch for goes the reference way below
-            records = bundle.scorer.score_records(rows, model=name, allow_out_of_range=allow_out_of_range)
+            records, encoded = bundle.scorer.score_records_encoded(rows, model=name,
+                                                                   allow_out_of_range=allow_out_of_range)
         except Declined:
             pass
         else:
             return Scored([{"index": i, PATIENT_ID: ids[i], **rec, "missing": missing[i]}
-                           for i, rec in enumerate(records)], ids, name)
+                           for i, rec in enumerate(records)], ids, name, encoded)
     out: Any = None
     frame = pd.DataFrame()
     for _ in range(MAX_ROUNDS):  # each pass blanks the cells just refused and looks for the next problem
@@ -194,7 +199,11 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
         records = [{k: v for k, v in r.items() if k not in (PATIENT_ID, "model", "row")} for r in out]
     result = [{"index": i, PATIENT_ID: ids[i], **jsonio.plain(rec), "missing": missing[i]}
               for i, rec in enumerate(records)]
-    return Scored(result, ids, name)
+    encoded = None
+    if explain_top_k is None and bundle.preprocessor is not None and bundle.sequence_preprocessor is None:
+        typed = typed_patients(bundle, frame, where="request")[1]
+        encoded = bundle.preprocessor.transform(typed, out_of_range="missing" if allow_out_of_range else "error")
+    return Scored(result, ids, name, encoded)
 
 
 def outputs(row: Mapping[str, Any]) -> dict[str, float]:
