@@ -232,3 +232,12 @@ def test_the_simulated_clock_runs_every_period_without_sleeping():
             parse_period(text)
     with pytest.raises(ConfigError, match="--start 'yesterday'"):
         parse_time("yesterday", option="--start")
+
+
+def test_calendar_year_stays_inside_a_leap_year():
+    from datetime import datetime
+
+    from precimed.workflows.retraining import calendar_year
+
+    assert 1988.99 < calendar_year(datetime(1988, 12, 31, 23, 59, 59)) < 1989.0
+    assert calendar_year(datetime(1990, 1, 1)) == 1990.0

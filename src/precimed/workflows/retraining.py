@@ -364,7 +364,8 @@ def run_schedule(clock: Clock, job: Callable[[datetime], T], *, every: Period | 
 def calendar_year(when: datetime) -> float:
     """A moment as a decimal calendar year (1990-07-02 → about 1990.5), as numeric time columns are read."""
     start = datetime(when.year, 1, 1, tzinfo=when.tzinfo)
-    return when.year + (when - start).total_seconds() / (DAYS_PER_YEAR * 86400.0)
+    length = (datetime(when.year + 1, 1, 1, tzinfo=when.tzinfo) - start).total_seconds()  # 365 or 366 days
+    return when.year + (when - start).total_seconds() / length
 
 
 # ----- results -----------------------------------------------------------------------------------------------------
