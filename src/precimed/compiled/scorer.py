@@ -25,10 +25,12 @@ from precimed.compiled.preprocessing import CompiledPreprocessor, Declined
 from precimed.errors import ConfigError
 from precimed.preprocess.tabular import TabularPreprocessor
 
-__all__ = ["CHUNK", "RUNTIMES", "Declined", "Scorer"]
+__all__ = ["CHUNK", "ONNX_ROWS", "RUNTIMES", "Declined", "Scorer"]
 
 #: rows per chunk in bulk scoring (benchmarks/inference_speed.py measured 1-4 k as the fast range)
 CHUNK = 2048
+#: from this many rows ``auto`` runs a net's ONNX graph (when present): below it numpy's lower overhead wins
+ONNX_ROWS = 4 * CHUNK
 RUNTIMES = ("auto", "numpy", "onnx")
 
 
@@ -79,16 +81,20 @@ class Scorer:
                 self._sessions[name] = _session(self.onnx[name])
             return self._sessions[name]
 
-    def runtime_for(self, name: str, runtime: str) -> str:
-        """``numpy`` or ``onnx``: ``auto`` takes numpy (measured faster for precimed's nets on this class of
-        machine, benchmarks/inference_speed.py); ``onnx`` needs the model's file and onnxruntime."""
+    def runtime_for(self, name: str, runtime: str, n: int = 0) -> str:
+        """``numpy`` or ``onnx``. ``auto`` takes onnxruntime for a net's bulk rows (``n`` >= ``ONNX_ROWS``) when the
+        bundle has its graph and onnxruntime is installed, numpy otherwise: measured faster that way round
+        (benchmarks/inference_speed.py, docs/performance.md). ``onnx`` needs the model's file and onnxruntime."""
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {list(RUNTIMES)}, got {str(runtime)[:40]!r}")
         if runtime == "onnx" and self.session(name) is None:
             why = ("onnxruntime is not installed (pip install 'precimed[onnx]')" if name in self.onnx
                    else "the bundle holds no ONNX graph for it (LightGBM models have none)")
             raise ConfigError(f"model {name!r} cannot run on onnxruntime: {why}; use --runtime numpy")
-        return "numpy" if runtime == "auto" else runtime
+        if runtime == "auto":
+            nets = self.models.get(name) is not None and self.models[name].kind == "nets"
+            return "onnx" if nets and n >= ONNX_ROWS and self.session(name) is not None else "numpy"
+        return runtime
 
     def _outputs(self, name: str, raw: np.ndarray, runtime: str) -> list[np.ndarray]:
         """The model's output columns from raw codes with the log already applied."""
@@ -116,7 +122,7 @@ class Scorer:
         release the GIL while they compute), each chunk encoded and scored on its own.
         """
         self._model(model)
-        runtime = self.runtime_for(model, runtime)
+        runtime = self.runtime_for(model, runtime, n)
         policy = "missing" if allow_out_of_range else "error"
         # the checks and codes in one pass over each column (a categorical's distinct values are mapped once)
         raw = self.preprocessor.apply_log(self.preprocessor.raw_columns(columns, n, out_of_range=policy))

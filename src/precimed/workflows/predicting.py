@@ -40,8 +40,8 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     input that path cannot vouch for, and ``fast=False``, take the reference path (typed pandas columns, the
     fitted preprocessor's ``transform``, the estimator's ``predict_*``), which defines every output (the two
     agree to 1e-6) and every error message. ``runtime`` picks the compiled path's engine for bulk rows: ``numpy``,
-    ``onnx`` (the bundle's ONNX graphs on onnxruntime) or ``auto`` (numpy); ``threads`` its threads (default: the
-    CPUs).
+    ``onnx`` (the bundle's ONNX graphs on onnxruntime) or ``auto`` (onnx for a net's bulk rows when present, else
+    numpy); ``threads`` its threads (default: the CPUs).
     """
     name = bundle.model_named(model)
     if bundle.scorer is not None and fast:
