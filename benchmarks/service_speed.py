@@ -2,41 +2,58 @@
 
 Plain script, not a test:
 
-    python benchmarks/service_speed.py [--bundle RUN/bundle] [--requests 2000] [--concurrency 8] [--latency 500]
+    python benchmarks/service_speed.py [--bundle RUN/bundle] [--requests 3000] [--concurrency 8] [--latency 600]
+                                       [--rounds 3] [--pg-url postgresql://user:pw@host:port/db | --no-pg]
 
-Without --bundle it trains the small Pima model of the tests (a few seconds). Both servers run with uvicorn, one
-worker each, on 127.0.0.1, in separate processes, in the same run:
+Without --bundle it trains the small Pima model of the tests (a few seconds). Every server runs with uvicorn on
+127.0.0.1, in its own process group, in the same run, on the same machine:
 
-- service: `precimed.service.cli_commands.serve` on a fresh registry (SQLite, synchronous=FULL): bearer token,
-  rate limiter (set out of the way), validation against the bundle's schema, predict_frame, the prediction row and
-  the hash-chained audit row committed before the response;
+- service: `precimed.service.cli_commands.serve` on a fresh registry: bearer token, rate limiter (set out of the
+  way), validation against the bundle's schema, scoring, the prediction row and the hash-chained audit row committed
+  (group commit: one transaction and one fsync for the requests that arrived together) before the response;
 - bare: a FastAPI endpoint that takes the same JSON and does the same forward pass in numpy with the bundle's
   weights (preprocessing statistics and MLP state_dicts), nothing else. Its probabilities are checked against the
   service's, so both compute the same thing.
 
-Measured for single-patient predict: p50 / p99 latency of sequential requests on one keep-alive connection, and
-requests/second with `--concurrency` clients over `--requests` requests (errors counted). Then the crash test:
-the service is killed with SIGKILL during load; every acknowledged (HTTP 200) prediction must have its prediction
-row and audit row in the database, and the audit chain must verify.
+Side by side, each with the same number of uvicorn workers as its bare counterpart: 1 worker and 2 workers on
+SQLite (synchronous=FULL), then 1 and 2 workers on PostgreSQL (fsync and synchronous_commit on; --pg-url names a
+server on which the script may create and drop databases; without it a throwaway cluster is started with
+initdb/pg_ctl from /usr/lib/postgresql/*/bin when present, else "PostgreSQL: not run"). Measured for
+single-patient predict: p50 / p99 latency of sequential requests on one keep-alive connection, and requests/second
+with --concurrency clients; bare and service alternate in --rounds rounds so that both see the same background
+load. After each service run the audit chain is verified.
+
+Then the crash test (1 and 2 workers on SQLite, 2 on PostgreSQL): the server's process group is killed with
+SIGKILL during load; every acknowledged (HTTP 200) prediction must have its prediction row and its audit row, and
+the audit chain must verify. The script exits 1 if any check fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import glob
 import json
 import os
+import pwd
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 
+HERE = Path(__file__).resolve().parent
 PATIENT = {"patient_id": "bench-1", "glu": 148, "bmi": 33.6, "age": 50, "ped": 0.627}
 SMALL_PIMA = {
     "name": "pima-small", "seed": 0,
@@ -51,6 +68,7 @@ SMALL_PIMA = {
     "training": {"max_epochs": 40, "patience": 8, "lr": 0.01, "batch_size": 64, "progress": False},
     "evaluation": {"bootstrap": 5, "explain": 0},
 }
+PREDICT = "/v1/models/pima-small/predict"
 
 
 # ----- the bare endpoint -------------------------------------------------------------------------------------------
@@ -103,11 +121,11 @@ def numpy_model(bundle_dir: Path):
     return encode, forward
 
 
-def serve_bare(bundle_dir: Path, port: int) -> None:
-    import uvicorn
+def bare_app():
+    """The bare FastAPI app (a factory, so that `uvicorn --workers 2` can build it in each worker)."""
     from fastapi import FastAPI
 
-    encode, forward = numpy_model(bundle_dir)
+    encode, forward = numpy_model(Path(os.environ["BENCH_BARE_BUNDLE"]))
     app = FastAPI()
 
     @app.post("/predict")
@@ -119,7 +137,19 @@ def serve_bare(bundle_dir: Path, port: int) -> None:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
+
+
+def serve_bare(bundle_dir: Path, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ["BENCH_BARE_BUNDLE"] = str(bundle_dir.resolve())
+    if workers == 1:
+        uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        return
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    uvicorn.run("service_speed:bare_app", factory=True, host="127.0.0.1", port=port, workers=workers,
+                log_level="warning", access_log=False)
 
 
 # ----- servers and load --------------------------------------------------------------------------------------------
@@ -130,33 +160,44 @@ def free_port() -> int:
 
 
 def start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """A server in its own process group (so that its workers are stopped or killed with it)."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server {args[:2]} exited: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"server {args[:3]} exited: {proc.stderr.read().decode()[-2000:]}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url
         except httpx.TransportError:
             time.sleep(0.1)
-    proc.kill()
+    kill(proc)
     raise SystemExit("server did not start in 120 s")
+
+
+def kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(10)
+            proc.wait(20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            kill(proc)
+    with contextlib.suppress(ProcessLookupError):  # a worker left behind
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
-def latency(url: str, headers: dict[str, str], n: int) -> dict[str, float]:
+def latencies(url: str, headers: dict[str, str], n: int) -> list[float]:
+    """Milliseconds of `n` sequential requests on one keep-alive connection (after 20 unmeasured ones)."""
     times = []
     with httpx.Client(headers=headers, timeout=10) as client:
         for _ in range(20):
@@ -164,9 +205,8 @@ def latency(url: str, headers: dict[str, str], n: int) -> dict[str, float]:
         for _ in range(n):
             t = time.perf_counter()
             client.post(url, json={"patients": [PATIENT]}).raise_for_status()
-            times.append(time.perf_counter() - t)
-    ms = np.asarray(times) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "n": n}
+            times.append((time.perf_counter() - t) * 1000)
+    return times
 
 
 async def _load(url: str, headers: dict[str, str], n: int | None, concurrency: int, seconds: float | None
@@ -197,7 +237,7 @@ async def _load(url: str, headers: dict[str, str], n: int | None, concurrency: i
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t
-    return {"ok": ok, "errors": errors, "seconds": elapsed, "rps": ok / elapsed, "ids": ids}
+    return {"ok": ok, "errors": errors, "seconds": elapsed, "ids": ids}
 
 
 def throughput(url: str, headers: dict[str, str], n: int, concurrency: int) -> dict:
@@ -206,61 +246,197 @@ def throughput(url: str, headers: dict[str, str], n: int, concurrency: int) -> d
     return out
 
 
+def batch_view(url: str, headers: dict[str, str]) -> float | None:
+    """Mean audited writes per commit, from one worker's /metrics (None if not exposed)."""
+    try:
+        text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    except httpx.TransportError:
+        return None
+    found = dict(re.findall(r"^precimed_audit_commit_batch_units_(sum|count) ([0-9.e+]+)$", text, re.M))
+    return float(found["sum"]) / float(found["count"]) if float(found.get("count", 0)) else None
+
+
+# ----- PostgreSQL ----------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def postgres(url: str | None, skip: bool, work: Path) -> Iterator[tuple[str | None, str]]:
+    """(server URL or None, how it was obtained): --pg-url as given, or a throwaway cluster (stopped at the end)."""
+    if skip:
+        yield None, "--no-pg"
+        return
+    if url:
+        yield url, "--pg-url"
+        return
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: [int(x) for x in re.findall(r"\d+", p)])
+    bins = [b for b in bins if os.access(f"{b}/initdb", os.X_OK) and os.access(f"{b}/pg_ctl", os.X_OK)]
+    if not bins:
+        yield None, "no server (no initdb/pg_ctl under /usr/lib/postgresql/*/bin)"
+        return
+    run_as: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="precimed-bench-pg-"))  # not under `work`: the server's user must reach it
+    if os.geteuid() == 0:  # initdb refuses root
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base, ignore_errors=True)
+            yield None, "no server (running as root and there is no postgres user)"
+            return
+        os.chown(base, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    os.chmod(base, 0o700)
+    bin_dir, port = bins[-1], free_port()
+    try:
+        subprocess.run([*run_as, f"{bin_dir}/initdb", "-D", str(base / "data"), "-U", "postgres", "--auth=trust",
+                        "--encoding=UTF8", "--locale=C"], check=True, capture_output=True)
+        subprocess.run([*run_as, f"{bin_dir}/pg_ctl", "-D", str(base / "data"), "-l", str(base / "server.log"),
+                        "-w", "-t", "60", "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"],
+                       check=True, capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        shutil.rmtree(base, ignore_errors=True)
+        yield None, f"no server (the throwaway cluster did not start: {type(exc).__name__} {detail[-300:]!r})"
+        return
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", f"throwaway cluster ({bin_dir}, trust auth)"
+    finally:
+        subprocess.run([*run_as, f"{bin_dir}/pg_ctl", "-D", str(base / "data"), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A new database on the server for one run, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from precimed.service.db import normalize_url
+
+    url = make_url(normalize_url(server))
+    name = f"precimed_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# ----- one side-by-side run ------------------------------------------------------------------------------------------
+def registry_for(work: Path, bundle: Path, db: str | None) -> tuple[Path, dict[str, str]]:
+    """A fresh registry with the bundle in production and a clinician token."""
+    from precimed.service import cli_commands as cli
+
+    registry = work / f"registry-{uuid.uuid4().hex[:8]}"
+    cli.registry_add(registry, bundle, name="pima-small", db=db)
+    cli.registry_promote(registry, "pima-small", 1, db=db)
+    _, token = cli.tokens_create(registry, "clinician", label="benchmark", db=db)
+    return registry, {"Authorization": f"Bearer {token}"}
+
+
+def service_cmd(registry: Path, db: str | None, workers: int) -> list[str]:
+    return [str(Path(__file__).resolve()), "--serve-service", str(registry), "--workers", str(workers),
+            *(["--db", db] if db else [])]
+
+
+def side_by_side(args: argparse.Namespace, work: Path, bundle: Path, db: str | None, workers: int) -> dict:
+    from precimed.service import cli_commands as cli
+
+    registry, headers = registry_for(work, bundle, db)
+    env = {"PRECIMED_RATE_PER_MINUTE": "1e12", "PRECIMED_RATE_BURST": "1000000000", "PRECIMED_LOG_LEVEL": "warning"}
+    me = str(Path(__file__).resolve())
+    servers = {"service": start(service_cmd(registry, db, workers), env),
+               "bare": start([me, "--serve-bare", "--bundle", str(bundle), "--workers", str(workers)], env)}
+    paths, hdrs = {"service": PREDICT, "bare": "/predict"}, {"service": headers, "bare": {}}
+    out: dict[str, dict] = {}
+    try:
+        for label, (_, url) in servers.items():
+            first = httpx.post(url + paths[label], json={"patients": [PATIENT]}, headers=hdrs[label], timeout=30)
+            out[label] = {"probability": first.json()["predictions"][0]["probability"], "ms": [], "ok": 0,
+                          "errors": 0, "seconds": 0.0}
+        per_round = max(1, args.requests // args.rounds)
+        for _ in range(args.rounds):  # alternate, so that both see the same background load
+            for label, (_, url) in servers.items():
+                out[label]["ms"] += latencies(url + paths[label], hdrs[label], max(1, args.latency // args.rounds))
+            for label, (_, url) in servers.items():
+                got = throughput(url + paths[label], hdrs[label], per_round, args.concurrency)
+                for key in ("ok", "errors", "seconds"):
+                    out[label][key] += got[key]
+        out["service"]["batch"] = batch_view(servers["service"][1], headers)
+    finally:
+        for proc, _ in servers.values():
+            stop(proc)
+    for row in out.values():
+        ms = np.asarray(row.pop("ms"))
+        row.update(p50_ms=float(np.percentile(ms, 50)), p99_ms=float(np.percentile(ms, 99)), n=len(ms),
+                   rps=row["ok"] / row["seconds"])
+    report = cli.audit_verify(registry, db=db)
+    out["chain"] = {"ok": report["ok"], "rows": report["rows"]}
+    out["same_probability"] = abs(out["service"]["probability"] - out["bare"]["probability"])
+    return out
+
+
 # ----- the crash test ----------------------------------------------------------------------------------------------
-def crash_test(service_cmd: list[str], env: dict[str, str], headers: dict[str, str], registry: Path,
-               concurrency: int, kill_after: float) -> dict:
+def crash_test(args: argparse.Namespace, work: Path, bundle: Path, db: str | None, workers: int) -> dict:
     from sqlalchemy import select
 
-    from precimed.service.audit import AuditLog
+    from precimed.service import cli_commands as cli
     from precimed.service.db import AuditRow, Database, PredictionRow
     from precimed.service.settings import ServiceSettings
 
-    proc, url = start(service_cmd, env)
+    registry, headers = registry_for(work, bundle, db)
+    env = {"PRECIMED_RATE_PER_MINUTE": "1e12", "PRECIMED_RATE_BURST": "1000000000", "PRECIMED_LOG_LEVEL": "warning"}
+    proc, url = start(service_cmd(registry, db, workers), env)
 
     def killer() -> None:
-        time.sleep(kill_after)
-        os.kill(proc.pid, signal.SIGKILL)
-
-    import threading
+        time.sleep(args.kill_after)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the server and all its workers at once
 
     threading.Thread(target=killer, daemon=True).start()
-    result = asyncio.run(_load(f"{url}/v1/models/pima-small/predict", headers, None, concurrency, kill_after + 5))
+    result = asyncio.run(_load(url + PREDICT, headers, None, args.concurrency, args.kill_after + 5))
     proc.wait()
     acknowledged = set(result["ids"])
-    db = Database(ServiceSettings(registry=registry).database_url)
-    with db.session() as s:
+    database = Database(ServiceSettings(registry=registry, db_url=db).database_url)
+    with database.session() as s:
         audited = {json.loads(d).get("prediction_id") for d in
                    s.execute(select(AuditRow.detail).where(AuditRow.action == "predict")).scalars()}
         stored = set(s.execute(select(PredictionRow.id)).scalars())
-    report = AuditLog(db).verify()
-    db.dispose()
+    database.dispose()
+    report = cli.audit_verify(registry, db=db)
     return {"acknowledged": len(acknowledged), "missing_audit": len(acknowledged - audited),
             "missing_prediction": len(acknowledged - stored), "failed_after_kill": result["errors"],
-            "chain_ok": report.ok, "audit_rows": report.rows}
+            "chain_ok": report["ok"], "audit_rows": report["rows"]}
 
 
 # ----- main --------------------------------------------------------------------------------------------------------
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, help="a bundle with a numeric-feature MLP (default: train a small one)")
-    ap.add_argument("--requests", type=int, default=2000, help="requests in the throughput run")
-    ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients in the throughput run")
-    ap.add_argument("--latency", type=int, default=500, help="sequential requests for p50/p99")
+    ap.add_argument("--requests", type=int, default=3000, help="requests per server and setting, for req/s")
+    ap.add_argument("--concurrency", type=int, default=8, help="concurrent clients for req/s")
+    ap.add_argument("--latency", type=int, default=600, help="sequential requests per server and setting, for p50/p99")
+    ap.add_argument("--rounds", type=int, default=3, help="bare and service alternate in this many rounds")
     ap.add_argument("--kill-after", type=float, default=2.0, help="seconds of load before SIGKILL")
+    ap.add_argument("--pg-url", help="a PostgreSQL server on which databases may be created and dropped")
+    ap.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL runs")
     ap.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve-service", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--db", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve_bare:
-        serve_bare(args.bundle, args.port)
+        serve_bare(args.bundle, args.port, args.workers)
         return
     if args.serve_service:
         from precimed.service.cli_commands import serve
 
-        serve(args.serve_service, host="127.0.0.1", port=args.port, log_level="warning")
+        serve(args.serve_service, db=args.db, host="127.0.0.1", port=args.port, workers=args.workers,
+              log_level="warning")
         return
-
-    from precimed.service import cli_commands as cli
 
     work = Path(tempfile.mkdtemp(prefix="precimed-bench-"))
     bundle = args.bundle
@@ -270,48 +446,56 @@ def main() -> None:
 
         print("training the small Pima model ...", file=sys.stderr)
         bundle = train_from_config(parse_config(SMALL_PIMA), work / "run", progress=False).bundle_path
-    registry = work / "registry"
-    name = cli.registry_add(registry, bundle, name="pima-small")["name"]
-    cli.registry_promote(registry, name, 1)
-    _, token = cli.tokens_create(registry, "clinician", label="benchmark")
-    headers = {"Authorization": f"Bearer {token}"}
-    env = {"PRECIMED_RATE_PER_MINUTE": "1e12", "PRECIMED_RATE_BURST": "1000000000"}
-    me = str(Path(__file__).resolve())
-    service_cmd = [me, "--serve-service", str(registry)]
-    bare_cmd = [me, "--serve-bare", "--bundle", str(bundle)]
 
-    rows = {}
-    for label, cmd, path, hdrs in (("service", service_cmd, "/v1/models/pima-small/predict", headers),
-                                   ("bare", bare_cmd, "/predict", {})):
-        proc, url = start(cmd, env)
-        try:
-            first = httpx.post(url + path, json={"patients": [PATIENT]}, headers=hdrs, timeout=30).json()
-            rows[label] = {"probability": first["predictions"][0]["probability"],
-                           **latency(url + path, hdrs, args.latency),
-                           **throughput(url + path, hdrs, args.requests, args.concurrency)}
-        finally:
-            stop(proc)
-    same = abs(rows["service"]["probability"] - rows["bare"]["probability"])
-    crash = crash_test(service_cmd, env, headers, registry, args.concurrency, args.kill_after)
+    runs: dict[str, dict] = {}
+    crashes: dict[str, dict] = {}
+    with postgres(args.pg_url, args.no_pg, work) as (pg, pg_how):
+        settings = [("SQLite, 1 worker", None, 1), ("SQLite, 2 workers", None, 2)]
+        if pg:
+            settings += [("PostgreSQL, 1 worker", pg, 1), ("PostgreSQL, 2 workers", pg, 2)]
+        for label, server, workers in settings:
+            print(f"{label} ...", file=sys.stderr)
+            with fresh_database(server) if server else contextlib.nullcontext() as db:
+                runs[label] = side_by_side(args, work, bundle, db, workers)
+        for label, server, workers in [("SQLite, 1 worker", None, 1), ("SQLite, 2 workers", None, 2),
+                                       *([("PostgreSQL, 2 workers", pg, 2)] if pg else [])]:
+            print(f"crash test, {label} ...", file=sys.stderr)
+            with fresh_database(server) if server else contextlib.nullcontext() as db:
+                crashes[label] = crash_test(args, work, bundle, db, workers)
 
-    print(f"\nsingle-patient predict on 127.0.0.1, one uvicorn worker each, {os.cpu_count()} CPU(s); "
-          f"latency over {args.latency} sequential requests, throughput over {args.requests} requests with "
-          f"{args.concurrency} concurrent clients")
-    print(f"{'':10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'errors':>8}")
-    for label in ("service", "bare"):
-        r = rows[label]
-        print(f"{label:10}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['rps']:>10.0f}{r['errors']:>8}")
-    s, b = rows["service"], rows["bare"]
-    print(f"ratio service/bare: p50 latency ×{s['p50_ms'] / b['p50_ms']:.1f}, p99 ×{s['p99_ms'] / b['p99_ms']:.1f}, "
-          f"throughput ×{s['rps'] / b['rps']:.2f}")
-    print(f"same probability from both: |difference| = {same:.2e}")
-    print(f"crash test: SIGKILL after {args.kill_after:g} s of load; {crash['acknowledged']} acknowledged predictions, "
-          f"{crash['missing_audit']} without an audit row, {crash['missing_prediction']} without a stored prediction; "
-          f"audit chain {'verifies' if crash['chain_ok'] else 'BROKEN'} ({crash['audit_rows']} rows); "
-          f"{crash['failed_after_kill']} request(s) failed once the server was gone")
-    print(json.dumps({"service": s, "bare": b, "crash": crash, "ratio_p50": s["p50_ms"] / b["p50_ms"],
-                      "ratio_rps": s["rps"] / b["rps"], "work_dir": str(work)}, default=float))
-    if same > 1e-5 or crash["missing_audit"] or crash["missing_prediction"] or not crash["chain_ok"] or s["errors"]:
+    print(f"\nsingle-patient predict on 127.0.0.1, {os.cpu_count()} CPU(s); p50/p99 over {args.latency} sequential "
+          f"requests on one connection, req/s over {args.requests} requests from {args.concurrency} concurrent "
+          f"clients; bare and service alternate in {args.rounds} rounds")
+    print(f"{'':24}{'':9}{'p50 ms':>8}{'p99 ms':>8}{'req/s':>8}{'errors':>8}   {'ratio throughput':>16}"
+          f"{'ratio p50 (bare/service)':>26}{'units/commit':>14}")
+    for label, r in runs.items():
+        s, b = r["service"], r["bare"]
+        for who, row in (("bare", b), ("service", s)):
+            extra = ""
+            if who == "service":
+                batch = f"{s['batch']:.2f}" if s.get("batch") else "-"
+                extra = f"   {s['rps'] / b['rps']:>16.2f}{b['p50_ms'] / s['p50_ms']:>26.2f}{batch:>14}"
+            print(f"{label if who == 'bare' else '':24}{who:9}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}"
+                  f"{row['rps']:>8.0f}{row['errors']:>8}{extra}")
+    if not pg:
+        print(f"PostgreSQL: not run ({pg_how})")
+    else:
+        print(f"PostgreSQL: {pg_how}")
+    for label, r in runs.items():
+        print(f"{label}: same probability from both, |difference| = {r['same_probability']:.2e}; audit chain after "
+              f"the run {'verifies' if r['chain']['ok'] else 'BROKEN'} ({r['chain']['rows']} rows)")
+    for label, c in crashes.items():
+        print(f"crash test, {label}: SIGKILL after {args.kill_after:g} s of load; {c['acknowledged']} acknowledged "
+              f"predictions, {c['missing_audit']} without an audit row, {c['missing_prediction']} without a stored "
+              f"prediction; audit chain {'verifies' if c['chain_ok'] else 'BROKEN'} ({c['audit_rows']} rows); "
+              f"{c['failed_after_kill']} request(s) failed once the server was gone")
+    print(json.dumps({"runs": runs, "crash": crashes, "work_dir": str(work)}, default=float))
+    bad = [label for label, r in runs.items()
+           if r["same_probability"] > 1e-5 or not r["chain"]["ok"] or r["service"]["errors"]]
+    bad += [label for label, c in crashes.items()
+            if c["missing_audit"] or c["missing_prediction"] or not c["chain_ok"] or not c["acknowledged"]]
+    if bad:
+        print(f"FAILED: {bad}", file=sys.stderr)
         sys.exit(1)
 
 

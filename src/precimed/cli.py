@@ -171,7 +171,8 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
             overwrite: bool = typer.Option(False, help="partitions: replace an existing --output folder"),
             progress: bool = typer.Option(True, help="partitions: show a progress bar (on a terminal)"),
             runtime: str = typer.Option("auto", help="tabular bundles: 'numpy' (the compiled array path), 'onnx' (the "
-                                        "bundle's ONNX graphs on onnxruntime, precimed[onnx]) or 'auto' (numpy)")
+                                        "bundle's ONNX graphs on onnxruntime, precimed[onnx]) or 'auto' (onnx for a "
+                                        "net's bulk rows when available, else numpy)")
             ) -> None:
     """Score new patients with a bundle (imaging bundles: every slice of one image; a glob: every partition)."""
     from precimed.workflows.bulk import has_glob, predict_partitions
@@ -330,12 +331,25 @@ def update(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle) o
 
 
 @app.command()
-def drift(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
+def drift(bundle: Path | None = typer.Argument(None, help="bundle folder (RUN/bundle); with --current-db, default: "
+                                              "the registered bundle of the served rows' newest version"),
           reference: str = typer.Option("train", "--reference", help="'train' (the bundle's own training rows, "
                                         "re-loaded through its config) or a table file in the bundle's schema"),
-          current: Path = typer.Option(..., "--current", help="current rows: CSV, Parquet or JSON in the bundle's "
-                                       "schema (the columns `precimed predict` reads), optionally with a time column "
-                                       "and outcomes"),
+          current: Path | None = typer.Option(None, "--current", help="current rows: CSV, Parquet or JSON in the "
+                                              "bundle's schema (the columns `precimed predict` reads), optionally "
+                                              "with a time column and outcomes"),
+          current_db: Path | None = typer.Option(None, "--current-db", help="instead of --current: the service's "
+                                                 "own traffic, the encoded feature vectors it stored in REGISTRY's "
+                                                 "database (with --model-name; windows by the time served)"),
+          model_name: str | None = typer.Option(None, "--model-name", help="with --current-db: the registered "
+                                                "model whose served rows are read"),
+          since: str | None = typer.Option(None, "--since", help="with --current-db: rows served at or after this "
+                                           "date/time (UTC)"),
+          until: str | None = typer.Option(None, "--until", help="with --current-db: rows served before this "
+                                           "date/time (UTC)"),
+          version: int | None = typer.Option(None, "--version", help="with --current-db: only this version's rows"),
+          db: str | None = typer.Option(None, "--db", help="with --current-db: database URL (default: the SQLite "
+                                        "file in the registry)"),
           out: Path = typer.Option(..., "--out", help="folder to create: drift.json, drift.html"),
           time_column: str | None = typer.Option(None, "--time-column", help="calendar time of each row: years "
                                                  "(numbers) or dates"),
@@ -348,10 +362,28 @@ def drift(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"),
           overwrite: bool = typer.Option(False, help="replace an existing folder")) -> None:
     """Drift of current rows against the training rows: per-feature PSI and tests (BH), domain classifier,
     prediction shift, and performance over time windows where outcomes are mature."""
+    from precimed.errors import ConfigError
     from precimed.workflows.drift import drift_report, summary_lines
 
-    doc = drift_report(bundle, reference, current, out, time_column=time_column, window=window, outcomes=outcomes,
-                       model=model, n_boot=bootstrap, overwrite=overwrite, echo=_echo)
+    if current_db is not None:
+        if current is not None or time_column is not None or outcomes is not None:
+            raise ConfigError("--current-db reads the service's stored rows (their time is when they were served, "
+                              "their outcomes those posted to /v1/outcomes): drop --current, --time-column and "
+                              "--outcomes")
+        if not model_name:
+            raise ConfigError("--current-db needs --model-name (the registered model whose served rows are read)")
+        from precimed.service.cli_commands import drift_from_db
+
+        doc = drift_from_db(current_db, model_name, out, bundle=bundle, since=since, until=until, version=version,
+                            db=db, reference=reference, window=window, model=model, n_boot=bootstrap,
+                            overwrite=overwrite, echo=_echo)
+    else:
+        if current is None or bundle is None:
+            raise ConfigError("give BUNDLE and --current FILE, or --current-db REGISTRY --model-name NAME")
+        if model_name or since or until or version is not None or db:
+            raise ConfigError("--model-name, --since, --until, --version and --db go with --current-db")
+        doc = drift_report(bundle, reference, current, out, time_column=time_column, window=window,
+                           outcomes=outcomes, model=model, n_boot=bootstrap, overwrite=overwrite, echo=_echo)
     for line in summary_lines(doc):
         console.print(line, markup=False, highlight=False)
     console.print(f"report {out / 'drift.html'}\njson   {out / 'drift.json'}", markup=False, highlight=False)

@@ -16,6 +16,8 @@ ALL = {"clinician", "data_scientist", "admin", "auditor"}
 ROUTES = [  # method, path, json body, roles allowed
     ("GET", "/metrics", None, ALL),
     ("GET", "/v1/models", None, ALL),
+    ("POST", "/v1/outcomes", {"outcomes": [{"prediction_id": "none", "index": 0, "label": 1}]},
+     {"clinician", "data_scientist"}),
     ("GET", "/v1/models/pima-small", None, ALL),
     ("POST", "/v1/models", None, {"data_scientist"}),
     ("PUT", "/v1/models/pima-small/versions/1/fhir-mapping", {"format": "bad"}, {"data_scientist"}),

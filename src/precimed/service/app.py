@@ -25,8 +25,9 @@ from precimed import __version__, jsonio
 from precimed.errors import ArtifactError, ConfigError, DataError, PrecimedError, RuleError
 from precimed.service.container import Container
 from precimed.service.db import DatabaseUnavailable
+from precimed.service.group_commit import CommitQueueFull
 from precimed.service.registry import ModelNotFound, RegistryConflict
-from precimed.service.routes import admin, cds, fhir, health, models, plans, predict, vitals
+from precimed.service.routes import admin, cds, fhir, health, models, outcomes, plans, predict, vitals
 from precimed.service.routes.common import ApiError, new_id
 from precimed.service.settings import ServiceSettings
 from precimed.workflows.patients import PlanningUnavailable
@@ -51,6 +52,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.router.add_event_handler("shutdown", container.close)  # a last audit checkpoint, then close the database
     for module in (health, models, predict, plans, vitals, fhir, cds, admin):
         app.include_router(module.router)
+    outcomes.install(app)  # POST /v1/outcomes; retention purge of served feature rows at start
     _handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Observe, container=container)
@@ -156,7 +158,12 @@ def _handlers(app: FastAPI) -> None:
         log.error("database unavailable: %s", type(exc).__name__)
         return _error(503, "the database or the registry is unavailable; an administrator must check /readyz")
 
+    async def overloaded(_: Request, exc: CommitQueueFull) -> JSONResponse:
+        log.warning("group commit queue full: request refused")
+        return _json(503, {"message": str(exc), "field": None, "patients": []}, {"Retry-After": "1"})
+
     app.add_exception_handler(DatabaseUnavailable, database_down)
+    app.add_exception_handler(CommitQueueFull, overloaded)
     app.add_exception_handler(SQLAlchemyError, database_down)
 
 

@@ -6,10 +6,12 @@ Each row stores `row_hash = HMAC-SHA256(audit key, canonical JSON of its content
 `prev_hash` is the row_hash of the row before it (the first row links to 64 zeros). Sequence numbers run 1, 2, 3, …
 with no gap, and `audit_head` holds the last seq and hash; it is updated in the same transaction as the append,
 under a write lock (SQLite BEGIN IMMEDIATE, PostgreSQL SELECT … FOR UPDATE), so concurrent requests never fork the
-chain. The key lives in a file outside the database (`audit_key_file`, default `<registry>/audit.key`, created
-0600; loaded and checked by the same code as the pseudonym key): whoever can write the database but cannot read
-the key cannot produce a row hash that verifies, so a row rewritten and re-hashed (with plain SHA-256 or a guessed
-key) is reported as altered.
+chain. Rows are appended one at a time by `record` (inside the transaction of the change they record) or many at
+a time by the service's group-commit writer through `chain` (one transaction for the requests that arrived
+together); both hash a row the same way. The key lives in a file outside the database (`audit_key_file`, default
+`<registry>/audit.key`, created 0600; loaded and checked by the same code as the pseudonym key): whoever can write
+the database but cannot read the key cannot produce a row hash that verifies, so a row rewritten and re-hashed
+(with plain SHA-256 or a guessed key) is reported as altered.
 
 Outside the database
 --------------------
@@ -108,9 +110,38 @@ def row_content(row: AuditRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in HASHED}
 
 
+def content_hash(content: dict[str, Any], key: KeyMaterial) -> str:
+    """HMAC-SHA256 under the audit key of a row's hashed fields (`HASHED`, including prev_hash)."""
+    return key.mac(ROW_DOMAIN, to_json({name: content[name] for name in HASHED}).encode()).hex()
+
+
 def row_hash(row: AuditRow, key: KeyMaterial) -> str:
     """The hash a row must carry: HMAC-SHA256 under the audit key of its content and the previous row's hash."""
-    return key.mac(ROW_DOMAIN, to_json(row_content(row)).encode()).hex()
+    return content_hash(row_content(row), key)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one audit row will record, prepared by the request (its detail already in stored JSON form); the seq,
+    time and hashes are given by `AuditLog.chain` when the row is written."""
+
+    actor: str
+    role: str
+    action: str
+    model: str | None = None
+    version: int | None = None
+    input_digest: str | None = None
+    outcome: str = "ok"
+    status: int = 200
+    detail: str = "{}"
+
+    @classmethod
+    def of(cls, *, actor: str, role: str, action: str, model: str | None = None, version: int | None = None,
+           input_digest: str | None = None, outcome: str = "ok", status: int = 200,
+           detail: dict[str, Any] | None = None) -> Entry:
+        """The entry `AuditLog.record` would write for these arguments (same truncation, same detail JSON)."""
+        return cls(actor=actor[:64], role=role[:32], action=action[:64], model=model, version=version,
+                   input_digest=input_digest, outcome=outcome[:32], status=int(status), detail=to_json(detail or {}))
 
 
 def legacy_row_hash(row: AuditRow) -> str:
@@ -215,6 +246,25 @@ class AuditLog:
             event.listen(session, "after_commit", self._checkpoint_after_commit, once=True)
         return row
 
+    def chain(self, seq: int, prev_hash: str, entries: Iterable[Entry]) -> list[dict[str, Any]]:
+        """The rows (column values) that append `entries` after the head (seq, prev_hash), each linked to the one
+        before: for a writer that inserts many rows in one transaction (precimed.service.group_commit)."""
+        rows = []
+        at = utcnow()
+        for entry in entries:
+            seq += 1
+            row = {"seq": seq, "at": at, "actor": entry.actor, "role": entry.role, "action": entry.action,
+                   "model": entry.model, "version": entry.version, "input_digest": entry.input_digest,
+                   "outcome": entry.outcome, "status": entry.status, "detail": entry.detail, "prev_hash": prev_hash}
+            row["row_hash"] = prev_hash = content_hash(row, self.key)
+            rows.append(row)
+        return rows
+
+    def checkpoint_due(self, first: int, last: int) -> bool:
+        """Whether rows first..last, committed outside `record` (a group commit), crossed a multiple of `every`:
+        the writer then signs a checkpoint (`checkpoint_quietly`)."""
+        return self.checkpoints is not None and last >= first and last // self.every > (first - 1) // self.every
+
     def append(self, **fields: Any) -> AuditRow:
         """Append one row in its own transaction."""
         with self.db.transaction() as s:
@@ -309,6 +359,11 @@ class AuditLog:
         raise AuditChainError(reason)
 
     def _checkpoint_after_commit(self, _session: Session) -> None:
+        self.checkpoint_quietly()
+
+    def checkpoint_quietly(self) -> None:
+        """`checkpoint()`, with a failure logged instead of raised (the rows are committed; the next one covers
+        them)."""
         try:
             self.checkpoint()
         except Exception as exc:  # the rows are committed; a missed checkpoint is logged, the next one covers it

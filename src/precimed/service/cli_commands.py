@@ -341,3 +341,99 @@ def retrain(registry: Path | str, name: str, data: str, policy: Path | str, *, o
         return result
 
     return run_schedule(ticker, job, every=period, start=first, until=last)
+
+
+# ----- served feature vectors (`precimed drift --current-db`) --------------------------------------------------------
+SERVED_READ = "served_window_read"
+
+
+def _utc_bound(value: Any, option: str) -> str | None:
+    """A window bound (date, ISO 8601 time or datetime; naive means UTC) as stored-time text, None if not given."""
+    if value is None or value == "":
+        return None
+    import pandas as pd
+
+    from precimed.service.served import cutoff
+
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{option} {str(value)[:40]!r}: not a date or time; give e.g. 2026-01-31 or "
+                          "2026-01-31T08:00:00Z") from None
+    if pd.isna(stamp):
+        raise ConfigError(f"{option}: not a date or time")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return cutoff(0, stamp.to_pydatetime())
+
+
+def served_window(registry: Path | str, name: str, *, since: Any = None, until: Any = None,
+                  version: int | None = None, db: str | None = None) -> Any:
+    """The served rows of model NAME created in [since, until) (all versions unless `version`) as a DataFrame: the
+    encoded columns named as the bundle's `feature_names_out`, `created_at` (UTC), `prediction_id`, `index`,
+    `model`, `version`, the outputs (`output_<name>`), the outcome in the task's label columns and `outcome_at`.
+    `frame.attrs["bundles"]` maps each version to its registered bundle folder. The read is audited
+    ("served_window_read": the bounds and the row count). A window spanning versions whose encoded features differ
+    is one line asking for `version`."""
+    from precimed.config import TaskConfig
+    from precimed.errors import DataError
+    from precimed.service.registry import check_name
+    from precimed.service.served import window_frame, window_rows
+
+    check_name(name)
+    lo, hi = _utc_bound(since, "--since"), _utc_bound(until, "--until")
+    if lo is not None and hi is not None and hi <= lo:
+        raise ConfigError(f"--until {until} is not after --since {since}")
+    with opened(registry, db) as o:
+        rows = window_rows(o.database, name, since=lo, until=hi, version=version)
+        versions = sorted({int(r.version) for r in rows}) or [version or o.registry.resolve(name).version]
+        infos = {v: o.registry.info(name, v) for v in versions}
+        metas = {v: o.registry.metadata(info) for v, info in infos.items()}
+        names = {v: list(m["feature_names_out"]) for v, m in metas.items()}
+        if len({tuple(n) for n in names.values()}) > 1:
+            raise DataError(f"served rows of {name} in this window come from versions {versions} whose encoded "
+                            "features differ; read one version at a time (--version)")
+        last = versions[-1]
+        frame = window_frame(rows, names[last], TaskConfig.model_validate(metas[last]["config"]["task"]))
+        o.audit.append(actor=_actor(), role=CLI_ROLE, action=SERVED_READ, model=name, version=version,
+                       detail={"since": lo, "until": hi, "rows": len(rows), "versions": versions})
+    frame.attrs["bundles"] = {v: str(info.bundle_dir) for v, info in infos.items()}
+    frame.attrs["window"] = {"model": name, "since": lo, "until": hi, "version": version}
+    return frame
+
+
+def drift_from_db(registry: Path | str, name: str, out: Path | str, *, bundle: Path | str | None = None,
+                  since: Any = None, until: Any = None, version: int | None = None, db: str | None = None,
+                  reference: str = "train", window: str | None = None, model: str | None = None, n_boot: int = 200,
+                  overwrite: bool = False, echo: Any = None) -> dict[str, Any]:
+    """`precimed drift --current-db REGISTRY --model-name NAME`: drift of the service's own traffic (the served
+    window, encoded feature vectors) against the reference's encoded rows, per time window of `created_at`, with
+    performance where outcomes were attached; writes drift.json and drift.html like `precimed drift`. The bundle is
+    BUNDLE if given, else the registered bundle of `version` (default: the newest version in the window). An
+    empty window is one line (DataError, exit 2)."""
+    from precimed.bundle import load_bundle
+    from precimed.errors import DataError
+    from precimed.workflows._run import check_out_dir, check_outputs_apart
+    from precimed.workflows.drift import parse_window
+    from precimed.workflows.drift_frames_report import drift_report_frame
+
+    say = echo or (lambda _m: None)
+    out_dir = check_out_dir(out, overwrite)
+    check_outputs_apart({"--out": out_dir}, {"BUNDLE": bundle, "--current-db": registry,
+                                             "--reference": reference if reference != "train" else None})
+    parse_window(window)
+    frame = served_window(registry, name, since=since, until=until, version=version, db=db)
+    bounds = frame.attrs["window"]
+    label = (f"{name} served" + (f" v{version}" if version is not None else "")
+             + f" [{bounds['since'] or 'start'}, {bounds['until'] or 'now'})")
+    if len(frame) == 0:
+        raise DataError(f"{label}: no served rows in this window of {registry}; nothing to compare (widen "
+                        "--since/--until, or check served_features_days)")
+    versions = sorted(int(v) for v in frame["version"].unique())
+    chosen = Path(bundle) if bundle is not None else Path(frame.attrs["bundles"][version or versions[-1]])
+    say(f"{len(frame)} served rows of {name} (versions {versions}); bundle "
+        f"{chosen if bundle is not None else 'v' + str(version or versions[-1])}")
+    return drift_report_frame(load_bundle(chosen), frame, out_dir, current_name=label, reference=reference,
+                              encoded=True, time_column="created_at", window=window, model=model, n_boot=n_boot,
+                              source={"registry": str(registry), **bounds, "versions": versions},
+                              subtitle="encoded feature vectors stored by the service", overwrite=overwrite,
+                              echo=say)

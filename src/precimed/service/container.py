@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from precimed.errors import ArtifactError
-from precimed.service.audit import AuditChainError, AuditLog, stored_digests
+from precimed.service.audit import AuditChainError, AuditLog, Entry, stored_digests
 from precimed.service.auth import Principal, RateLimiter, TokenStore
 from precimed.service.checkpoints import CheckpointStore
 from precimed.service.db import Base, Database, DatabaseUnavailable, describe, redact
+from precimed.service.group_commit import CommitQueueFull, GroupCommitter
 from precimed.service.metrics import Metrics
 from precimed.service.registry import Registry, VersionInfo
 from precimed.service.settings import ServiceSettings
@@ -50,6 +51,7 @@ class Container:
     limiter: RateLimiter
     metrics: Metrics
     vitals: VitalsMonitors
+    committer: GroupCommitter
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
     _planner: Planner | None = field(default=None, init=False, repr=False)
@@ -71,12 +73,15 @@ class Container:
             EVALUATIONS.limits = Limits(wall_seconds=settings.evaluate_seconds,
                                         cpu_seconds=math.ceil(settings.evaluate_seconds),
                                         memory_bytes=settings.evaluate_memory_bytes)
+            metrics = Metrics()
+            committer = GroupCommitter(db, audit, max_queue=settings.commit_queue, max_batch=settings.commit_batch,
+                                       on_batch=metrics.commit_batch.observe)
             return cls(settings=settings, db=db, audit=audit,
                        registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache,
                                          verify_interval=settings.bundle_recheck_seconds),
                        tokens=TokenStore(db, audit),
                        limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
-                       metrics=Metrics(),
+                       metrics=metrics, committer=committer,
                        vitals=VitalsMonitors(settings.max_monitored_patients, max_streams=settings.max_vital_streams,
                                              max_idle_seconds=settings.vitals_idle_hours * 3600.0))
         except SQLAlchemyError as exc:
@@ -89,22 +94,25 @@ class Container:
     def commit(self, principal: Principal, action: str, *, model: str | None = None, version: int | None = None,
                input_digest: str | None = None, outcome: str = "ok", status: int = 200,
                detail: dict[str, Any] | None = None, rows: tuple[Base, ...] = ()) -> int:
-        """Store `rows` and the audit record of the action in one transaction; return the audit seq.
+        """Store `rows` and the audit record of the action in one transaction; return the audit seq once committed.
 
-        The record carries the digest of each stored prediction or plan (`detail.stored`), so an edited result is
-        caught by verification. DatabaseUnavailable (503) first if the database file or the registry folder went
-        away: nothing is answered that the audit trail would not keep."""
+        The unit goes to the process's group-commit writer (precimed.service.group_commit), which commits it with
+        the units of the requests that arrived together, in one transaction and one fsync, and returns only then:
+        the caller answers after its audit row is durable. The record carries the digest of each stored prediction
+        or plan (`detail.stored`), so an edited result is caught by verification. DatabaseUnavailable (503) first if
+        the database file or the registry folder went away: nothing is answered that the audit trail would not keep;
+        CommitQueueFull (503) when too many requests are already waiting for the writer."""
         self.ensure_storage()
         stored = stored_digests(rows)
         if stored:
             detail = {**(detail or {}), "stored": stored}
-        with self.db.transaction() as s:
-            for row in rows:
-                s.add(row)
-            rec = self.audit.record(s, actor=principal.token_id, role=principal.role, action=action, model=model,
-                                    version=version, input_digest=input_digest, outcome=outcome, status=status,
-                                    detail=detail)
-            seq = rec.seq
+        entry = Entry.of(actor=principal.token_id, role=principal.role, action=action, model=model, version=version,
+                         input_digest=input_digest, outcome=outcome, status=status, detail=detail)
+        try:
+            seq = self.committer.submit(entry, rows)
+        except CommitQueueFull:
+            self.metrics.rejected.labels("commit_queue_full").inc()
+            raise
         self.metrics.audit_rows.inc()
         return seq
 
@@ -178,7 +186,9 @@ class Container:
         return found
 
     def close(self) -> None:
-        """Sign a last checkpoint of the audit head, then close the database connections (at shutdown)."""
+        """Commit what the group-commit writer still holds, sign a last checkpoint of the audit head, then close the
+        database connections (at shutdown)."""
+        self.committer.close()
         try:
             self.audit.checkpoint()
         except Exception as exc:  # shutting down anyway; verification reports what is missing

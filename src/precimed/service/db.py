@@ -16,6 +16,11 @@ A SQLite file is created 0600 by us (its WAL and SHM files take the same mode) a
 created again: if it is deleted while the service runs, new connections fail instead of starting an empty
 database, and `problems()` (for /readyz) reports it missing or replaced. A corrupted page is a one-line
 `DatabaseUnavailable`, never a traceback.
+
+Two paths skip the ORM where a request pays for every microsecond: `Database.write()`, the transaction of the
+group-commit writer (precimed.service.group_commit), and `Database.fetch_one()`, the token check. Both run Core
+statements compiled once, on pooled driver connections, and raise driver errors as the SQLAlchemy errors the ORM
+would raise (so they map to the same HTTP answers).
 """
 
 from __future__ import annotations
@@ -36,14 +41,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     select,
     text,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.sql import Executable
 
 from precimed import jsonio
 from precimed.errors import ConfigError, PrecimedError
@@ -267,16 +274,19 @@ def _sqlite_events(engine: Engine, synchronous: str) -> None:
 
 
 class Database:
-    """The engine plus two session factories: `session()` for reads, `transaction()` for serialized writes."""
+    """The engine plus two session factories: `session()` for reads, `transaction()` for serialized writes; and
+    `write()` / `fetch_one()`, the same without the ORM, for the hot path."""
 
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, sqlite_synchronous=sqlite_synchronous)
         self.dialect = self.engine.dialect.name
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
-        self._writes = sessionmaker(self.engine.execution_options(precimed_write=True), expire_on_commit=False)
+        self._write_engine = self.engine.execution_options(precimed_write=True)
+        self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
         self.file = sqlite_file(self.url)
         self._identity = _identity(self.file)
+        self._compiled: dict[int, tuple[Any, str, tuple[str, ...] | None]] = {}
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -289,6 +299,79 @@ class Database:
         """A write transaction: committed (and, on SQLite FULL, fsynced) on success, rolled back on error."""
         with self._writes.begin() as s:
             yield s
+
+    @contextmanager
+    def write(self) -> Iterator[RawWrite]:
+        """A write transaction on a pooled DBAPI connection, without the ORM, for the group-commit writer (a few
+        statements per batch, each a fraction of the ORM's cost): SQLite takes the write lock up front (BEGIN
+        IMMEDIATE). Committed (and, on SQLite FULL, fsynced) when the block ends, rolled back on error; a driver
+        error is raised as the matching SQLAlchemy error (IntegrityError, OperationalError, …), without parameters."""
+        raw = self._checkout()
+        try:
+            cur = raw.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cur.execute("BEGIN IMMEDIATE")
+                yield RawWrite(self, cur)
+                raw.commit()
+            except BaseException:
+                with suppress(Exception):
+                    raw.rollback()
+                raise
+            finally:
+                with suppress(Exception):
+                    cur.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, raw) from None
+        finally:
+            raw.close()  # back to the pool
+
+    def compiled(self, statement: Executable) -> tuple[str, tuple[str, ...] | None]:
+        """(SQL text, bind names in order for a positional driver, else None) of a statement whose parameters are
+        all named `bindparam`s, compiled once for this database."""
+        found = self._compiled.get(id(statement))
+        if found is None or found[0] is not statement:
+            compiled = statement.compile(dialect=self.engine.dialect)
+            found = (statement, compiled.string, tuple(compiled.positiontup or ()) if compiled.positional else None)
+            self._compiled[id(statement)] = found
+        return found[1], found[2]
+
+    def fetch_one(self, statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a simple read (plain column values, no type processing), on a pooled DBAPI connection
+        without the ORM: for the per-request hot path (the token check)."""
+        sql, order = self.compiled(statement)
+        raw = self._checkout()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute(sql, _bind(order, params))
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise self._wrapped(exc, raw) from None
+        finally:
+            raw.close()  # back to the pool (which rolls back a driver-opened transaction)
+        return tuple(row) if row is not None else None
+
+    def _checkout(self) -> Any:
+        """A pooled DBAPI connection; a failure to connect is the SQLAlchemy error the ORM would raise."""
+        try:
+            return self.engine.raw_connection()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(None, None, exc, self.engine.dialect.loaded_dbapi.Error, hide_parameters=True,
+                                      dialect=self.engine.dialect) from None
+
+    def _wrapped(self, exc: Exception, raw: Any) -> DBAPIError:
+        """A driver error as the SQLAlchemy error the ORM would raise (no statement, no parameters); a connection
+        that was lost is dropped from the pool."""
+        dialect = self.engine.dialect
+        lost = dialect.is_disconnect(exc, raw.dbapi_connection, None)
+        if lost:
+            with suppress(Exception):
+                raw.invalidate()
+        return DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                   connection_invalidated=lost, dialect=dialect)
 
     def ping(self) -> bool:
         try:
@@ -360,6 +443,35 @@ class Database:
         self.engine.dispose()
 
 
+def _bind(order: tuple[str, ...] | None, params: dict[str, Any]) -> Any:
+    return tuple(params[name] for name in order) if order is not None else params
+
+
+class RawWrite:
+    """The statements of one `Database.write()` transaction (compiled once per statement and database)."""
+
+    def __init__(self, db: Database, cursor: Any) -> None:
+        self.db = db
+        self.cursor = cursor
+
+    def one(self, statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        sql, order = self.db.compiled(statement)
+        self.cursor.execute(sql, _bind(order, params))
+        row = self.cursor.fetchone()
+        return tuple(row) if row is not None else None
+
+    def run(self, statement: Executable, params: dict[str, Any]) -> None:
+        sql, order = self.db.compiled(statement)
+        self.cursor.execute(sql, _bind(order, params))
+
+    def many(self, statement: Executable, rows: list[dict[str, Any]]) -> None:
+        sql, order = self.db.compiled(statement)
+        if len(rows) == 1:
+            self.cursor.execute(sql, _bind(order, rows[0]))
+        else:
+            self.cursor.executemany(sql, [_bind(order, row) for row in rows])
+
+
 def _identity(path: Path | None) -> tuple[int, int] | None:
     """(device, inode) of a file, None if it does not exist."""
     if path is None:
@@ -381,6 +493,23 @@ def alembic_config(url: str) -> Any:
     return cfg
 
 
+_HEAD_FOR_UPDATE = (select(AuditHead.__table__.c.seq, AuditHead.__table__.c.row_hash)
+                    .where(AuditHead.__table__.c.id == bindparam("id")).with_for_update())
+_HEAD_INSERT = AuditHead.__table__.insert().values(id=bindparam("id"), seq=bindparam("seq"),
+                                                   row_hash=bindparam("row_hash"))
+
+
+def head_for_update(tx: RawWrite) -> tuple[int, str]:
+    """(seq, hash) of the audit head inside a `Database.write()` transaction, locked for update where the database
+    supports it (PostgreSQL: SELECT … FOR UPDATE; SQLite: the transaction already holds the write lock); the genesis
+    head is created if the row is missing."""
+    row = tx.one(_HEAD_FOR_UPDATE, {"id": 1})
+    if row is None:
+        tx.run(_HEAD_INSERT, {"id": 1, "seq": 0, "row_hash": GENESIS})
+        return 0, GENESIS
+    return int(row[0]), str(row[1])
+
+
 def current_head(session: Session) -> AuditHead:
     """The audit head row, locked for update where the database supports it."""
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
@@ -389,3 +518,30 @@ def current_head(session: Session) -> AuditHead:
         session.add(head)
         session.flush()
     return head
+
+
+class ServedFeatureRow(Base):
+    """One patient scored by a tabular prediction (table `served_features`), kept so drift can be computed from the
+    service's own traffic and outcomes attached later (precimed.service.served).
+
+    `features` is the encoded vector the model scored (JSON list of floats, null for missing, in the order of the
+    bundle's `metadata["feature_names_out"]`, which is not repeated per row); `outputs` the model's numeric outputs;
+    `outcome` (JSON), `outcome_at` and `outcome_actor` (a token id) are filled by `POST /v1/outcomes`. No patient
+    id and no free text: a row is reached by its prediction's random id and the patient's index in that request."""
+
+    __tablename__ = "served_features"
+    __table_args__ = (UniqueConstraint("prediction_id", "patient_index", name="uq_served_features_prediction_index"),
+                      Index("ix_served_features_model_created", "model", "created_at"),
+                      Index("ix_served_features_created", "created_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(32))
+    patient_index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    features: Mapped[str] = mapped_column(Text)
+    outputs: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    outcome_actor: Mapped[str | None] = mapped_column(String(64), nullable=True)

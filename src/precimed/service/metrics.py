@@ -6,7 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
-    """Requests, latency, patients scored, requests refused, audit rows written and vital-sign alerts."""
+    """Requests, latency, patients scored, requests refused, audit rows written (and how many per group commit)
+    and vital-sign alerts."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -21,5 +22,8 @@ class Metrics:
                                 registry=self.registry)
         self.audit_rows = Counter("precimed_audit_records_total", "audit rows written by this process",
                                   registry=self.registry)
+        self.commit_batch = Histogram("precimed_audit_commit_batch_units", "audited writes committed together in "
+                                      "one transaction by the group-commit writer", registry=self.registry,
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
         self.alerts = Counter("precimed_vitals_alerts_total", "early-warning events raised", ["event"],
                               registry=self.registry)

@@ -6,7 +6,8 @@ PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BOD
 (a DICOM upload), PRECIMED_MAX_PATIENTS; the vital-sign monitors' PRECIMED_MAX_MONITORED_PATIENTS,
 PRECIMED_MAX_VITAL_STREAMS and PRECIMED_VITALS_IDLE_HOURS; the audit trail's PRECIMED_AUDIT_KEY_FILE,
 PRECIMED_AUDIT_CHECKPOINTS, PRECIMED_AUDIT_CHECKPOINTS_MIRROR and PRECIMED_AUDIT_CHECKPOINT_EVERY; and the
-server-side evaluation's PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES.
+server-side evaluation's PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES; and the group-commit
+writer's PRECIMED_COMMIT_QUEUE and PRECIMED_COMMIT_BATCH.
 
 The audit key and checkpoint file default to the registry folder. That keeps a fresh install working, but an
 attacker who can write the folder can also read the key: in production put the key (and a mirror of the
@@ -70,8 +71,15 @@ class ServiceSettings(BaseModel):
                                     "server-side evaluation of an uploaded bundle may use before it is killed (422)")
     evaluate_memory_bytes: int = Field(default=8 * 2**30, ge=2**28, description="address space one server-side "
                                        "evaluation may use before it is stopped (422)")
+    commit_queue: int = Field(default=256, ge=1, le=1_000_000, description="audited writes that may wait for "
+                              "the group-commit writer (per worker); one more is refused with 503 and Retry-After")
+    commit_batch: int = Field(default=128, ge=1, le=100_000, description="most audited writes committed together "
+                              "in one transaction (one fsync) by the group-commit writer")
     integrity_check_seconds: float = Field(default=60.0, ge=0, description="how long /readyz reuses the result "
                                            "of the SQLite page check (PRAGMA quick_check); 0 checks every call")
+    served_features_days: int = Field(default=3650, ge=0, le=36_500, description="days the encoded feature vector "
+                                      "and outputs of each served patient are kept for drift checks (table "
+                                      "served_features, purged at start and daily); 0 keeps nothing")
 
     @property
     def database_url(self) -> str:
@@ -105,12 +113,15 @@ class ServiceSettings(BaseModel):
             "max_monitored_patients": os.environ.get("PRECIMED_MAX_MONITORED_PATIENTS"),
             "max_vital_streams": os.environ.get("PRECIMED_MAX_VITAL_STREAMS"),
             "vitals_idle_hours": os.environ.get("PRECIMED_VITALS_IDLE_HOURS"),
+            "served_features_days": os.environ.get("PRECIMED_SERVED_FEATURES_DAYS"),
             "audit_key_file": os.environ.get("PRECIMED_AUDIT_KEY_FILE"),
             "audit_checkpoints": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS"),
             "audit_checkpoints_mirror": os.environ.get("PRECIMED_AUDIT_CHECKPOINTS_MIRROR"),
             "audit_checkpoint_every": os.environ.get("PRECIMED_AUDIT_CHECKPOINT_EVERY"),
             "evaluate_seconds": os.environ.get("PRECIMED_EVALUATE_SECONDS"),
             "evaluate_memory_bytes": os.environ.get("PRECIMED_EVALUATE_MEMORY_BYTES"),
+            "commit_queue": os.environ.get("PRECIMED_COMMIT_QUEUE"),
+            "commit_batch": os.environ.get("PRECIMED_COMMIT_BATCH"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
         if db_url:

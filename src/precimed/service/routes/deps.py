@@ -5,11 +5,12 @@ read)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from precimed.service.auth import PERMISSIONS, Principal
 from precimed.service.container import Container, container_of
@@ -27,9 +28,18 @@ async def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def _authenticate(request: Request, container: Container, credentials: HTTPAuthorizationCredentials) -> Principal:
+async def _lookup(container: Container, token: str) -> Principal | None:
+    """The token's principal. On SQLite the check is one indexed read of a local file (microseconds), done on the
+    event loop; on a database server it is a network round trip, done in the thread pool."""
+    if container.db.dialect == "sqlite":
+        return container.tokens.lookup(token)
+    return await run_in_threadpool(container.tokens.lookup, token)
+
+
+async def _authenticate(request: Request, container: Container,
+                        credentials: HTTPAuthorizationCredentials) -> Principal:
     """The principal of a valid token within its rate limit (401 or 429 otherwise)."""
-    principal = container.tokens.lookup(credentials.credentials)
+    principal = await _lookup(container, credentials.credentials)
     if principal is None:
         container.metrics.rejected.labels("bad_token").inc()
         raise ApiError(401, "invalid or revoked token",
@@ -43,34 +53,38 @@ def _authenticate(request: Request, container: Container, credentials: HTTPAutho
     return principal
 
 
-def require(permission: str) -> Callable[..., Principal]:
-    """A dependency that admits a valid token whose role holds `permission`, within the token's rate limit."""
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a valid token whose role holds `permission`, within the token's rate limit.
+
+    Async, so a request is not handed to the thread pool just to be authenticated (the endpoint itself may be);
+    the audited refusal (403) is written from the thread pool, since it waits for its commit."""
     roles = PERMISSIONS[permission]
 
-    def dependency(request: Request, container: ContainerDep,
-                   credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
+    async def dependency(request: Request, container: ContainerDep,
+                         credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
         if credentials is None:
             container.metrics.rejected.labels("unauthenticated").inc()
             raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'",
                            headers={"WWW-Authenticate": "Bearer"})
-        principal = _authenticate(request, container, credentials)
+        principal = await _authenticate(request, container, credentials)
         if principal.role not in roles:
             container.metrics.rejected.labels("forbidden").inc()
-            container.commit(principal, f"denied:{permission}", outcome="denied", status=403,
-                             detail={"route": request.url.path[:200]})
+            await run_in_threadpool(container.commit, principal, f"denied:{permission}", outcome="denied",
+                                    status=403, detail={"route": request.url.path[:200]})
             raise ApiError(403, f"role {principal.role!r} may not {permission}; it needs one of {sorted(roles)}")
         return principal
 
     return dependency
 
 
-def optional_principal(request: Request, container: ContainerDep,
-                       credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal | None:
+async def optional_principal(request: Request, container: ContainerDep,
+                             credentials: HTTPAuthorizationCredentials | None = Security(bearer)
+                             ) -> Principal | None:
     """The caller's principal when a token is sent (401 if it is not valid), None when none is sent: for routes
     that answer everyone but tell more to a known caller."""
     if credentials is None:
         return None
-    return _authenticate(request, container, credentials)
+    return await _authenticate(request, container, credentials)
 
 
 def resolve_for(container: Container, principal: Principal, name: str, version: int | None) -> VersionInfo:

@@ -29,6 +29,7 @@ from precimed.service.db import PredictionRow, to_json, utcnow
 from precimed.service.routes.common import ERRORS, ApiError, ExplainIn, PatientsIn, invalid_error, new_id
 from precimed.service.routes.deps import ContainerDep, check_owner, require, resolve_for
 from precimed.service.schemas import ExplanationOut, ImagePredictionOut, PredictionOut, StoredPrediction, Version
+from precimed.service.served import maybe_purge, served_rows
 from precimed.workflows import dicom_upload
 from precimed.workflows.patients import PatientsInvalid, score
 
@@ -78,9 +79,13 @@ def _run(container: Container, principal: Principal, name: str, body: PatientsIn
     row = PredictionRow(id=pred_id, created_at=utcnow(), actor=principal.token_id, kind=kind, model=info.name,
                         version=info.version, bundle_ref=info.bundle_ref, input_digest=input_digest,
                         result=to_json(result))
+    # each patient's encoded feature vector and outputs (no identifiers), for drift: durable with the prediction
+    served = served_rows(container.settings.served_features_days, pred_id, row.created_at, info.name, info.version,
+                         scored) if kind == "predict" else ()
     container.commit(principal, kind, model=info.name, version=info.version, input_digest=input_digest,
-                     detail={"prediction_id": pred_id, "patients": len(scored.rows)}, rows=(row,))
+                     detail={"prediction_id": pred_id, "patients": len(scored.rows)}, rows=(row, *served))
     container.metrics.predictions.labels(info.name, str(info.version), kind).inc(len(scored.rows))
+    maybe_purge(container)  # retention of the served rows: at most once a day, a comparison otherwise
     return result
 
 
