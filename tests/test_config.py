@@ -15,9 +15,20 @@ BASE = {
 }
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+POLICIES = {"retrain.yaml"}  # retraining policies (precimed retrain --policy), not run configs
+
+
+@pytest.mark.parametrize("path", sorted(p for p in EXAMPLES.glob("*.yaml") if p.name not in POLICIES),
+                         ids=lambda p: p.name)
 def test_every_example_config_parses(path):
     assert load_config(path).name
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_every_example_policy_parses(name):
+    from precimed.workflows.retraining import load_policy
+
+    assert load_policy(EXAMPLES / name) is not None
 
 
 def test_the_demo_recipe_is_the_example_file():

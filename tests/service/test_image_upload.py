@@ -103,6 +103,15 @@ def isvc(tmp_path, pima_bundles, image_bundles):
     s.container.db.dispose()
 
 
+@pytest.fixture
+def isvc_unlimited(tmp_path, pima_bundles, image_bundles):
+    """The same service without a rate limit in the way: a property test sends many files quickly."""
+    s = _start(tmp_path, pima_bundles, image_bundles, rate_per_minute=1_000_000, rate_burst=1_000_000)
+    yield s
+    s.client.close()
+    s.container.db.dispose()
+
+
 def _predict(s, name: str, data: bytes, role: str = "clinician", query: str = "", headers: dict | None = None):
     return s.client.post(f"/v1/models/{name}/predict{query}", content=data,
                          headers={**s.auth(role), **DICOM, **(headers or {})})
@@ -324,7 +333,8 @@ def test_the_openapi_document_lists_both_media_types_and_keeps_the_json_schema(i
     assert "slices" in spec["components"]["schemas"]["StoredPrediction"]["properties"]
 
 
-def test_damaged_files_never_make_the_service_fail(isvc, ct):
+def test_damaged_files_never_make_the_service_fail(isvc_unlimited, ct):
+    isvc = isvc_unlimited
     """Bytes of the CT file overwritten, and the file cut, at places hypothesis picks: 200 or one 422 line."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
