@@ -358,3 +358,18 @@ def test_damaged_files_never_make_the_service_fail(isvc_unlimited, ct):
 
     run()
     assert 422 in statuses
+
+
+def test_a_file_whose_transfer_syntax_is_not_one_is_a_422_not_a_500(isvc, ct):
+    """Found by the property test: a transfer syntax UID that names no transfer syntax made pydicom raise
+    ValueError while reading the pixels."""
+    import io
+
+    import pydicom
+
+    data, _ = ct
+    syntax = str(pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True).file_meta.TransferSyntaxUID).encode()
+    other = b"1.2.840.10008.5.1.4.1.1.2"[:len(syntax)].ljust(len(syntax), b"9")  # a UID that names no syntax
+    buf = io.BytesIO(data.replace(syntax, other, 1))
+    r = _predict(isvc, BINARY, buf.getvalue())
+    assert r.status_code == 422, r.text[:300]

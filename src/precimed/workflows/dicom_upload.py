@@ -100,7 +100,13 @@ def predict_dicom_upload(bundle: Bundle, data: bytes, *, model: str | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydicom's warnings may quote header values (names, IDs)
         clean = deidentified_dicom(data)
-        volume = read_dicom_bytes(clean, where=WHERE)
+        try:
+            volume = read_dicom_bytes(clean, where=WHERE)
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hostile bytes: pydicom raises ValueError etc. deep in decoding
+            raise DataError(f"{WHERE} is a damaged DICOM file whose header or pixel data cannot be read "
+                            f"({type(exc).__name__})") from None
     table, _ = predict_volume(bundle, volume, model=name)
     columns = [c for c in SLICE_COLUMNS if c in table.columns]
     rows = plain(table[columns].to_dict(orient="records"))
