@@ -438,6 +438,13 @@ def drift_report(bundle_dir: Path | str, reference: str, current: Path | str, ou
     doc = drift_frames(bundle, ref_frame, cur_frame, time_column=time_column, window=window, outcomes=outcome_frame,
                        model=model, bins=bins, alpha=alpha, n_boot=n_boot, encoded=encoded, reference_name=ref_name,
                        current_name=current.name, echo=echo)
+    return write_drift(doc, out_dir, overwrite=overwrite, title=f"Drift: {current.name} vs {ref_name}",
+                       subtitle=f"{doc['task']} model {doc['model']} of {bundle.ref}", echo=echo)
+
+
+def write_drift(doc: dict, out_dir: Path, *, overwrite: bool, title: str, subtitle: str, echo: Echo = quiet) -> dict:
+    """Write a ``drift_frames`` document as drift.json and drift.html (atomically, the folder at once); the
+    document's private ``_frames`` (what the plots draw) is taken out first. Returns the document."""
     frames = doc.pop("_frames")
     echo("writing drift.json and drift.html")
     sections = drift_sections(doc, features=frames["features"], reference=frames["reference"],
@@ -445,8 +452,7 @@ def drift_report(bundle_dir: Path | str, reference: str, current: Path | str, ou
                               window_predictions=frames["window_predictions"])
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         write_json(tmp / "drift.json", doc)
-        write_page(tmp / "drift.html", f"Drift: {current.name} vs {ref_name}",
-                   f"{doc['task']} model {doc['model']} of {bundle.ref}", sections)
+        write_page(tmp / "drift.html", title, subtitle, sections)
     return doc
 
 

@@ -10,12 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from precimed.atomic import atomic_dir
 from precimed.bundle import Bundle
-from precimed.evaluate.drift_report import drift_sections, write_page
-from precimed.jsonio import write_json
 from precimed.workflows._run import Echo, check_out_dir, quiet
-from precimed.workflows.drift import drift_frames, parse_window, reference_frame
+from precimed.workflows.drift import drift_frames, parse_window, reference_frame, write_drift
 
 __all__ = ["drift_report_frame"]
 
@@ -33,16 +30,8 @@ def drift_report_frame(bundle: Bundle, current: pd.DataFrame, out_dir: Path | st
     ref_frame, ref_name = reference_frame(bundle, reference, encoded=encoded, echo=echo)
     doc = drift_frames(bundle, ref_frame, current, time_column=time_column, window=window, model=model,
                        encoded=encoded, n_boot=n_boot, reference_name=ref_name, current_name=current_name, echo=echo)
-    frames = doc.pop("_frames")
     if source is not None:
         doc["current"]["source"] = source
-    echo("writing drift.json and drift.html")
-    sections = drift_sections(doc, features=frames["features"], reference=frames["reference"],
-                              windows=frames["windows"], reference_predictions=frames["reference_predictions"],
-                              window_predictions=frames["window_predictions"])
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        write_json(tmp / "drift.json", doc)
-        write_page(tmp / "drift.html", f"Drift: {current_name} vs {ref_name}",
-                   f"{doc['task']} model {doc['model']} of {bundle.ref}" + (f" ({subtitle})" if subtitle else ""),
-                   sections)
-    return doc
+    return write_drift(doc, out_dir, overwrite=overwrite, title=f"Drift: {current_name} vs {ref_name}",
+                       subtitle=f"{doc['task']} model {doc['model']} of {bundle.ref}"
+                       + (f" ({subtitle})" if subtitle else ""), echo=echo)
