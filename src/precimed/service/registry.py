@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -256,19 +256,14 @@ class Registry:
         One indexed query per request (the model's newest stage row and version count) tells whether anything
         changed since the answer was cached, so a promotion from another process is seen by the next request.
         """
+        stamp = self.db.fetch_one(_STAMP, {"name": name})  # the hot path: one read without the ORM
+        key = (name, version, stamp)
+        hit = self._resolved.get(key) if stamp is not None else None
+        if hit is not None:
+            return hit
         with self.db.session() as s:
-            stamp = s.execute(select(ModelRow.id,
-                                     select(func.max(StageRow.id)).where(StageRow.model_id == ModelRow.id)
-                                     .scalar_subquery(),
-                                     select(func.count(VersionRow.id)).where(VersionRow.model_id == ModelRow.id)
-                                     .scalar_subquery())
-                              .where(ModelRow.name == name)).first()
             if stamp is None:
                 self._model_row(s, name)  # raises ModelNotFound naming the registered models
-            key = (name, version, tuple(stamp))
-            hit = self._resolved.get(key)
-            if hit is not None:
-                return hit
             if version is not None:
                 info = self._info(s, self._version_row(s, name, version))
             else:
@@ -415,6 +410,13 @@ class Registry:
         stages = tuple(stage for stage in STAGES if (st := _stage_stack(s, row.model_id, stage)) and st[-1] == row.id)
         return VersionInfo(name, row.version, self.root / row.path, row.bundle_ref, row.metadata_sha256, row.task,
                            row.registered_at, row.registered_by, stages, row.fhir_mapping_sha256 is not None)
+
+
+#: what tells whether a model's resolution changed: its id, newest stage row and version count (one indexed read)
+_STAMP = select(ModelRow.id,
+                select(func.max(StageRow.id)).where(StageRow.model_id == ModelRow.id).scalar_subquery(),
+                select(func.count(VersionRow.id)).where(VersionRow.model_id == ModelRow.id).scalar_subquery()
+                ).where(ModelRow.name == bindparam("name"))
 
 
 def _stage_stack(s: Session, model_id: int, stage: str) -> list[int]:
