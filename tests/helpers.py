@@ -26,3 +26,41 @@ PIMA = {
     ],
     "split": {"kind": "external"},
 }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for a `precimed serve` subprocess)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_subprocess(registry, port: int, *, db: str | None = None, workers: int = 1, timeout: float = 60.0):
+    """`precimed serve` in its own process group, rate limit out of the way; returns once /healthz answers
+    (pytest.fail with the server's stderr if it exits or does not answer in `timeout` seconds)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    import pytest
+
+    env = {**os.environ, "PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "precimed.cli", "serve", "--registry", str(registry), "--port", str(port),
+            "--workers", str(workers)] + (["--db", db] if db else [])
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    stop = time.monotonic() + timeout
+    while time.monotonic() < stop:
+        if proc.poll() is not None:
+            pytest.fail(f"precimed serve exited: {proc.stderr.read().decode()[-1500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"precimed serve did not answer in {timeout:.0f} s")

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
+from helpers import free_port, serve_subprocess
 from service.conftest import PATIENT, pima_bundles  # noqa: F401  (pima_bundles is a session fixture)
 
 KILL_AFTER = 25  # acknowledged predictions before SIGKILL
@@ -29,29 +27,12 @@ START_TIMEOUT = 60.0
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _serve(registry: Path, port: int) -> subprocess.Popen:
     """`precimed serve` in its own process group; returns once /healthz answers."""
-    env = {**os.environ, "PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "precimed.cli", "serve", "--registry", str(registry),
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"precimed serve exited: {proc.stderr.read().decode()[-1500:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail(f"precimed serve did not answer in {START_TIMEOUT:.0f} s")
+    return serve_subprocess(registry, port, timeout=START_TIMEOUT)
 
 
 def _flood(url: str, token: str, proc: subprocess.Popen) -> tuple[list[str], int]:

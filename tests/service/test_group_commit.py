@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from helpers import free_port, serve_subprocess
 from service.conftest import PATIENT, start
 
 DEADLINE = 120.0  # seconds to wait for a state before calling it a hang (never a speed requirement)
@@ -324,27 +323,11 @@ def test_a_token_revoked_by_another_process_is_refused_on_the_next_request(tmp_p
 
 # ----- kill -9 -----------------------------------------------------------------------------------------------------
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _serve(registry: Path, db: str | None, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000", "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "precimed.cli", "serve", "--registry", str(registry), "--port", str(port),
-            "--workers", str(workers)] + (["--db", db] if db else [])
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    stop = time.monotonic() + DEADLINE
-    while time.monotonic() < stop:
-        if proc.poll() is not None:
-            pytest.fail(f"precimed serve exited: {proc.stderr.read().decode()[-1500:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("precimed serve did not answer")
+    return serve_subprocess(registry, port, db=db, workers=workers, timeout=DEADLINE)
 
 
 @pytest.mark.parametrize("workers,backend", [(1, "sqlite"), (2, "sqlite"), (2, "postgresql")])
