@@ -422,6 +422,7 @@ def main() -> None:
     ap.add_argument("--kill-after", type=float, default=2.0, help="seconds of load before SIGKILL")
     ap.add_argument("--pg-url", help="a PostgreSQL server on which databases may be created and dropped")
     ap.add_argument("--no-pg", action="store_true", help="skip the PostgreSQL runs")
+    ap.add_argument("--quick", action="store_true", help="SQLite with 1 worker only, no crash test (while tuning)")
     ap.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve-service", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -451,14 +452,17 @@ def main() -> None:
     crashes: dict[str, dict] = {}
     with postgres(args.pg_url, args.no_pg, work) as (pg, pg_how):
         settings = [("SQLite, 1 worker", None, 1), ("SQLite, 2 workers", None, 2)]
-        if pg:
+        if args.quick:
+            settings = settings[:1]
+        elif pg:
             settings += [("PostgreSQL, 1 worker", pg, 1), ("PostgreSQL, 2 workers", pg, 2)]
         for label, server, workers in settings:
             print(f"{label} ...", file=sys.stderr)
             with fresh_database(server) if server else contextlib.nullcontext() as db:
                 runs[label] = side_by_side(args, work, bundle, db, workers)
-        for label, server, workers in [("SQLite, 1 worker", None, 1), ("SQLite, 2 workers", None, 2),
-                                       *([("PostgreSQL, 2 workers", pg, 2)] if pg else [])]:
+        crash_settings = [("SQLite, 1 worker", None, 1), ("SQLite, 2 workers", None, 2),
+                          *([("PostgreSQL, 2 workers", pg, 2)] if pg else [])]
+        for label, server, workers in [] if args.quick else crash_settings:
             print(f"crash test, {label} ...", file=sys.stderr)
             with fresh_database(server) if server else contextlib.nullcontext() as db:
                 crashes[label] = crash_test(args, work, bundle, db, workers)

@@ -390,3 +390,117 @@ def test_kill_9_during_group_commits_loses_no_acknowledged_prediction(tmp_path, 
     assert set(acknowledged) - audited == set()
     report = cli.audit_verify(registry, db=db)
     assert report["ok"], report["problems"]
+
+
+# ----- the async way in (the predict route awaits its commit on the event loop) ------------------------------------
+def _commit_async(svc, pred_id: str, *, cancel: bool = False):
+    """Container.commit_async of one stored prediction (its audit row carries the row's digest), as a task."""
+    import asyncio
+
+    from precimed.service.auth import Principal
+
+    principal = Principal(token_id="tok_test", role="clinician")
+    task = asyncio.ensure_future(svc.container.commit_async(principal, "predict", rows=(_prediction_row(pred_id),)))
+    return task
+
+
+def test_async_units_arriving_together_share_one_commit_and_each_future_gets_its_own_seq(tmp_path, pima_bundles):
+    import asyncio
+
+    svc = _svc(tmp_path, pima_bundles, None)
+    committer = svc.container.committer
+    try:
+        before = committer.stats.batches
+
+        async def burst() -> list[int]:
+            lock = WriteLock(svc.container.db.url)  # the first unit's transaction waits; the rest queue behind it
+            svc.container.in_flight = 6  # six requests in flight: none may write inline
+            futures = [_commit_async(svc, f"async-{i}") for i in range(6)]
+            await asyncio.sleep(0.2)
+            assert not any(f.done() for f in futures), "answered before its audit row was committed"
+            lock.release()
+            return list(await asyncio.gather(*futures))
+
+        seqs = asyncio.run(burst())
+        assert len(set(seqs)) == 6
+        assert {f"async-{i}" for i in range(6)} <= _stored_predictions(svc)
+        assert set(seqs) <= set(_audit_actions(svc))
+        assert committer.stats.batches - before <= 2  # the first unit, then the five that queued behind it
+        assert _verify(svc)["ok"]
+    finally:
+        _close(svc)
+
+
+def _audit_actions(svc) -> dict[int, str]:
+    """seq -> action of every audit row."""
+    from precimed.service.db import AuditRow
+
+    with svc.container.db.session() as s:
+        return dict(s.execute(select(AuditRow.seq, AuditRow.action)).all())
+
+
+def test_a_lone_async_unit_is_written_inline_and_its_future_is_done_on_return(tmp_path, pima_bundles):
+    import asyncio
+
+    svc = _svc(tmp_path, pima_bundles, None)
+    committer = svc.container.committer
+    try:
+        async def lone() -> tuple[bool, int]:
+            from precimed.service.audit import Entry
+
+            entry = Entry.of(actor="tok_test", role="clinician", action="predict")
+            future = committer.submit_async(entry, [], inline=True)
+            return future.done(), await future
+
+        done, seq = asyncio.run(lone())
+        assert done  # committed before submit_async returned: no hand-off to the writer thread
+        assert _audit_actions(svc)[seq] == "predict"
+        assert committer.stats.batches >= 1 and _verify(svc)["ok"]
+    finally:
+        _close(svc)
+
+
+def test_a_poisoned_async_unit_fails_alone_and_a_cancelled_waiter_still_has_its_rows_committed(tmp_path,
+                                                                                               pima_bundles):
+    import asyncio
+
+    svc = _svc(tmp_path, pima_bundles, None)
+    committer = svc.container.committer
+    try:
+        taken = _predict(svc).json()["id"]  # an audited prediction id: storing it again is an integrity error
+
+        async def mixed() -> list[object]:
+            lock = WriteLock(svc.container.db.url)
+            svc.container.in_flight = 3
+            good = _commit_async(svc, "good-1")
+            bad = _commit_async(svc, taken)  # duplicate primary key
+            gone = _commit_async(svc, "gone-1")
+            await asyncio.sleep(0.05)  # all three queued
+            gone.cancel()  # the client went away while waiting
+            lock.release()
+            return await asyncio.gather(good, bad, return_exceptions=True)
+
+        good, bad = asyncio.run(mixed())
+        _wait_for(lambda: not committer.writing and committer.pending() == 0, "the writer to finish")
+        assert isinstance(good, int)
+        assert isinstance(bad, IntegrityError)
+        stored = _stored_predictions(svc)
+        assert {"good-1", "gone-1", taken} <= stored
+        assert _verify(svc)["ok"]
+    finally:
+        _close(svc)
+
+
+def test_the_predict_answer_is_the_stored_prediction_and_matches_its_response_model(tmp_path, pima_bundles):
+    from precimed.service.schemas import PredictionOut
+
+    svc = _svc(tmp_path, pima_bundles, None)
+    try:
+        answer = _predict(svc)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+        body = answer.json()
+        PredictionOut.model_validate(body)  # what the OpenAPI document promises
+        stored = svc.client.get(f"/v1/predictions/{body['id']}", headers=svc.auth("clinician")).json()
+        assert {k: v for k, v in stored.items() if k != "created_at"} == body
+    finally:
+        _close(svc)

@@ -67,6 +67,7 @@ from precimed.service.db import (
     AuditHead,
     AuditRow,
     Database,
+    Insert,
     ModelRow,
     PlanRow,
     PredictionRow,
@@ -89,6 +90,7 @@ CHAIN_OPEN = "audit_chain_open"
 KINDS = ("altered", "deleted", "inserted", "head", "truncated", "rewritten", "wiped", "new_chain", "no_genesis",
          "checkpoint", "result", "stage", "version", "token")
 STORED = {PredictionRow: ("predictions", "result"), PlanRow: ("plans", "plan")}
+_STORED_TABLES = {model.__tablename__: spec for model, spec in STORED.items()}
 
 
 class AuditChainError(PrecimedError):
@@ -153,6 +155,11 @@ def stored_digests(rows: Iterable[Any]) -> list[list[str]]:
     """[table, id, digest] of each stored prediction or plan among `rows`, for the audit row that stores them."""
     out = []
     for row in rows:
+        if isinstance(row, Insert):
+            spec = _STORED_TABLES.get(row.table.name)
+            if spec is not None:
+                out.append([spec[0], row.values["id"], text_digest(row.values[spec[1]])])
+            continue
         spec = STORED.get(type(row))
         if spec is not None:
             out.append([spec[0], row.id, text_digest(getattr(row, spec[1]))])
@@ -401,8 +408,9 @@ class AuditLog:
 
     def _check_tail(self, seq: int, expected: str) -> tuple[int, str] | None:
         """(seq, hash) of the last row if the rows from `seq` on are intact and linked; None (logged) otherwise."""
+        table = AuditRow.__table__  # plain rows, not ORM objects: this runs every `audit_checkpoint_every` rows
         with self.db.session() as s:
-            rows = s.execute(select(AuditRow).where(AuditRow.seq >= seq).order_by(AuditRow.seq)).scalars().all()
+            rows = s.execute(select(table).where(table.c.seq >= seq).order_by(table.c.seq)).all()
         if not rows or rows[0].seq != seq or rows[0].row_hash != expected:
             log.error("audit: the row at checkpoint seq %d is gone or changed; not signing a new checkpoint", seq)
             return None

@@ -54,6 +54,9 @@ class Container:
     committer: GroupCommitter
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
+    #: async predict requests of this process between their start and their answer (event-loop thread only): a
+    #: lone request may commit inline (see GroupCommitter.submit_async)
+    in_flight: int = field(default=0, init=False)
     _planner: Planner | None = field(default=None, init=False, repr=False)
     _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -102,12 +105,7 @@ class Container:
         or plan (`detail.stored`), so an edited result is caught by verification. DatabaseUnavailable (503) first if
         the database file or the registry folder went away: nothing is answered that the audit trail would not keep;
         CommitQueueFull (503) when too many requests are already waiting for the writer."""
-        self.ensure_storage()
-        stored = stored_digests(rows)
-        if stored:
-            detail = {**(detail or {}), "stored": stored}
-        entry = Entry.of(actor=principal.token_id, role=principal.role, action=action, model=model, version=version,
-                         input_digest=input_digest, outcome=outcome, status=status, detail=detail)
+        entry = self._entry(principal, action, model, version, input_digest, outcome, status, detail, rows)
         try:
             seq = self.committer.submit(entry, rows)
         except CommitQueueFull:
@@ -115,6 +113,34 @@ class Container:
             raise
         self.metrics.audit_rows.inc()
         return seq
+
+    async def commit_async(self, principal: Principal, action: str, *, model: str | None = None,
+                           version: int | None = None, input_digest: str | None = None, outcome: str = "ok",
+                           status: int = 200, detail: dict[str, Any] | None = None, rows: tuple[Base, ...] = ()
+                           ) -> int:
+        """`commit` for an async endpoint: the same unit, awaited on the event loop instead of blocking a thread.
+        Returns only once the audit row is committed, exactly like `commit`. A request that is alone in flight
+        commits inline when the writer is idle (no thread hand-off for a lone client)."""
+        entry = self._entry(principal, action, model, version, input_digest, outcome, status, detail, rows)
+        try:
+            future = self.committer.submit_async(entry, rows, inline=self.in_flight <= 1)
+        except CommitQueueFull:
+            self.metrics.rejected.labels("commit_queue_full").inc()
+            raise
+        seq = await future
+        self.metrics.audit_rows.inc()
+        return seq
+
+    def _entry(self, principal: Principal, action: str, model: str | None, version: int | None,
+               input_digest: str | None, outcome: str, status: int, detail: dict[str, Any] | None,
+               rows: tuple[Base, ...]) -> Entry:
+        """The audit entry of an action (after checking that storage is still there)."""
+        self.ensure_storage()
+        stored = stored_digests(rows)
+        if stored:
+            detail = {**(detail or {}), "stored": stored}
+        return Entry.of(actor=principal.token_id, role=principal.role, action=action, model=model, version=version,
+                        input_digest=input_digest, outcome=outcome, status=status, detail=detail)
 
     # ----- health ---------------------------------------------------------------------------------------------
     def storage_problem(self) -> str | None:

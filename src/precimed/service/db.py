@@ -5,6 +5,7 @@ Tables
 models, model_versions   registered bundles (the files live in the registry folder; rows hold path and hashes)
 stages                   append-only stage history per model: `promote` pushes a version, `rollback` pops one
 tokens                   bearer tokens, stored only as SHA-256 hashes, with a role and a revocation time
+web_sessions             browser sign-ins of the web pages (hash of the session id, token, expiry, sign-out)
 audit, audit_head        the append-only, hash-chained audit trail and its head (last seq and hash)
 predictions, plans       results stored by id (inputs are kept only as digests)
 
@@ -29,6 +30,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     bindparam,
@@ -69,6 +72,21 @@ def describe(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     first = (str(orig).splitlines() or [""])[0][:200]
     return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """A row to store, given as its table and column values rather than an ORM object: what the per-request hot
+    path hands to `Container.commit` (building and inspecting an ORM object costs about as much as scoring a
+    patient). Columns left out get the table's defaults."""
+
+    table: Table
+    values: dict[str, Any]
+
+    @classmethod
+    def of(cls, orm_class: type[Base], /, **values: Any) -> Insert:
+        """The row of `orm_class` with these column values."""
+        return cls(orm_class.__table__, values)  # type: ignore[arg-type]
 
 
 def utcnow() -> str:
@@ -545,3 +563,20 @@ class ServedFeatureRow(Base):
     outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
     outcome_at: Mapped[str | None] = mapped_column(String(40), nullable=True)
     outcome_actor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class WebSessionRow(Base):
+    """One browser sign-in (table `web_sessions`, precimed.service.web.session): the SHA-256 of the random session
+    id the cookie carries (never the id itself), the token it was made from and that token's role, when it was made
+    and when it ends, and when it was signed out. A session is valid only while its token is unrevoked too: the
+    lookup joins `tokens`, so revoking a token ends its sessions at once."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_token", "token_id"), Index("ix_web_sessions_expires", "expires_at"))
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), ForeignKey("tokens.id", name="fk_web_sessions_token"))
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[str] = mapped_column(String(40))
+    revoked_at: Mapped[str | None] = mapped_column(String(40), nullable=True)

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from precimed.errors import PrecimedError
 from precimed.service.audit import AuditLog, digest
-from precimed.service.db import Database, ServedFeatureRow, to_json, utcnow
+from precimed.service.db import Database, Insert, ServedFeatureRow, to_json, utcnow
 from precimed.workflows.patients import outputs
 
 if TYPE_CHECKING:
@@ -52,19 +52,18 @@ SYSTEM_ACTOR, SYSTEM_ROLE = "precimed", "system"
 
 # ----- storing what was served ---------------------------------------------------------------------------------------
 def served_rows(days: int, prediction_id: str, created_at: str, model: str, version: int,
-                scored: Scored) -> tuple[ServedFeatureRow, ...]:
+                scored: Scored) -> tuple[Insert, ...]:
     """One row per scored patient of a tabular prediction; none when retention keeps nothing (`days` 0) or the
-    scoring gave no encoded vectors (explanations, sequence bundles)."""
+    scoring gave no encoded vectors (explanations, sequence bundles). Plain `Insert` rows: this runs per request."""
     encoded = scored.encoded
     if days <= 0 or encoded is None:
         return ()
     matrix = np.asarray(encoded, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[0] != len(scored.rows):
         raise ValueError(f"encoded matrix of shape {matrix.shape} for {len(scored.rows)} scored patients")
-    return tuple(ServedFeatureRow(prediction_id=prediction_id, patient_index=i, created_at=created_at, model=model,
-                                  version=version, features=to_json(matrix[i].tolist()),
-                                  outputs=to_json(outputs(row)), outcome=None, outcome_at=None, outcome_actor=None)
-                 for i, row in enumerate(scored.rows))
+    return tuple(Insert.of(ServedFeatureRow, prediction_id=prediction_id, patient_index=i, created_at=created_at,
+                           model=model, version=version, features=to_json(vector), outputs=to_json(outputs(row)))
+                 for i, (vector, row) in enumerate(zip(matrix.tolist(), scored.rows, strict=True)))
 
 
 # ----- retention -----------------------------------------------------------------------------------------------------
