@@ -1,0 +1,44 @@
+// precimed web pages: the only first-party script (the Content-Security-Policy allows no inline script).
+// - Every htmx request carries the page's CSRF token as X-CSRF-Token (from <meta name="csrf-token">), so a
+//   state-changing hx-post passes the server's csrf_protect check like a form with its hidden csrf_token field.
+// - An htmx request that fails (403, 422, 500 ...) is not swapped in (htmx's default); its message is shown in the
+//   page's #htmx-error box, as text only (the error page is parsed, never inserted as HTML).
+// - A session that ended answers htmx with HX-Redirect to /signin, which htmx follows as a full page load.
+(function () {
+  "use strict";
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+  function errorBox() {
+    return document.getElementById("htmx-error");
+  }
+  document.addEventListener("htmx:configRequest", function (event) {
+    event.detail.headers["X-CSRF-Token"] = csrfToken();
+  });
+  document.addEventListener("htmx:responseError", function (event) {
+    var box = errorBox();
+    var xhr = event.detail.xhr;
+    if (!box || !xhr) { return; }
+    var message = "";
+    try {
+      var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+      var found = doc.querySelector(".error p");
+      message = found ? found.textContent : "";
+    } catch (e) {
+      message = "";
+    }
+    box.textContent = "The request failed (" + xhr.status + "). " + (message || "Reload the page and try again.");
+    box.hidden = false;
+  });
+  document.addEventListener("htmx:sendError", function () {
+    var box = errorBox();
+    if (!box) { return; }
+    box.textContent = "The server could not be reached. Check the connection and try again.";
+    box.hidden = false;
+  });
+  document.addEventListener("htmx:beforeRequest", function () {
+    var box = errorBox();
+    if (box) { box.hidden = true; }
+  });
+})();
