@@ -5,6 +5,8 @@ Records
 One dict per observation: ``patient_id``, ``time`` (ISO 8601 text or a datetime), and any of
 ``resp_rate`` (/min), ``spo2`` (%), ``spo2_scale`` (1 | 2, default 1), ``on_oxygen`` (bool),
 ``systolic_bp`` (mmHg), ``pulse`` (/min), ``consciousness`` (A, C, V, P, U) and ``temperature`` (°C).
+Optionally ``ward`` and ``bed``: where the patient is (1 to 64 letters, digits, spaces, '.', '_' or '-', starting
+with a letter or digit and not ending in a space), carried on the :class:`Step` for a ward board, never scored.
 An absent field is a vital that was not recorded (see :mod:`precimed.monitoring.news2`). Other keys are
 ignored by default (a replayed file may carry e.g. the simulated ward's ``age``); a ``strict`` monitor (the
 service's) refuses them, naming the field, so a misspelt vital is never silently "not recorded". Times must
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,7 +78,10 @@ FEATURES: tuple[str, ...] = (
 )
 EVENTS: tuple[str, ...] = ("alert", "escalation", "clear")
 #: The keys a record may carry (a strict monitor refuses any other).
-RECORD_FIELDS: frozenset[str] = frozenset({"patient_id", "time", "event", *PARAMETERS, "spo2_scale"})
+RECORD_FIELDS: frozenset[str] = frozenset({"patient_id", "time", "event", *PARAMETERS, "spo2_scale", "ward", "bed"})
+#: Where a patient is (``ward`` and ``bed``): bounded text, so a board or a page never holds a large or odd value.
+PLACE_FIELDS: tuple[str, ...] = ("ward", "bed")
+PLACE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
 DISCHARGE = "discharge"
 RiskFn = Callable[[pd.DataFrame], Any]
 _UTC = UTC
@@ -164,6 +170,8 @@ class Step:
     risk: float | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     features: dict[str, float] | None = None
+    ward: str | None = None
+    bed: str | None = None
 
     def score_record(self) -> dict[str, Any]:
         """The JSON line written to the scores stream."""
@@ -204,6 +212,24 @@ def _refuse_unknown_fields(record: Mapping[str, Any], pid: Hashable) -> None:
     if unknown:
         raise DataError(f"patient {pid!r}: unknown field {unknown[0][:64]!r}; expected only "
                         f"{sorted(RECORD_FIELDS)}", column=unknown[0][:64], rows=[pid])
+
+
+def place_of(record: Mapping[str, Any], pid: Hashable) -> tuple[str | None, str | None]:
+    """The record's optional ``ward`` and ``bed`` (None when absent); DataError naming the field when one is not
+    1 to 64 letters, digits, spaces, '.', '_' or '-' starting with a letter or digit (and not ending in a space)."""
+    out: list[str | None] = []
+    for name in PLACE_FIELDS:
+        value = record.get(name)
+        if value is None or (isinstance(value, float) and value != value):  # absent, or NaN from a frame
+            out.append(None)
+            continue
+        if not isinstance(value, str) or not PLACE.fullmatch(value):
+            shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+            raise DataError(f"patient {pid!r}: {name} {shown} is not a {name} name; expected 1 to 64 letters, digits, "
+                            "spaces, '.', '_' or '-', starting with a letter or digit and not ending in a space",
+                            column=name, rows=[pid])
+        out.append(value)
+    return out[0], out[1]
 
 
 def discharge_id(record: Mapping[str, Any]) -> Hashable | None:
@@ -394,10 +420,11 @@ class Monitor:
                             f"at {state.last_text}; records must be in time order for each patient",
                             column="time", rows=[pid])
         vitals = parse_vitals(record, self.table, patient=pid)
+        ward, bed = place_of(record, pid)
         state = self._follow(pid, state)
         state.aware = aware
         news2 = result_from_parts(vitals_parts(vitals, self.table), self.table)
-        step = Step(pid, text, vitals, news2)
+        step = Step(pid, text, vitals, news2, ward=ward, bed=bed)
         previous = state.last_time
         state.last_time, state.last_text = ts, text
         if self.risk_fn is not None:

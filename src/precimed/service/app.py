@@ -6,15 +6,17 @@ that could quote a value.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 import traceback
+from contextlib import suppress
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -23,13 +25,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from precimed import __version__, jsonio
 from precimed.errors import ArtifactError, ConfigError, DataError, PrecimedError, RuleError
-from precimed.service.container import Container
+from precimed.service.container import Container, container_of
 from precimed.service.db import DatabaseUnavailable
 from precimed.service.group_commit import CommitQueueFull
 from precimed.service.registry import ModelNotFound, RegistryConflict
 from precimed.service.routes import admin, cds, fhir, health, models, outcomes, plans, predict, vitals
 from precimed.service.routes.common import ApiError, new_id
 from precimed.service.settings import ServiceSettings
+from precimed.service.web import install as install_web
+from precimed.service.web import is_web_path
 from precimed.workflows.patients import PlanningUnavailable
 
 log = logging.getLogger("precimed.service")
@@ -56,6 +60,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     _handlers(app)
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Observe, container=container)
+    install_web(app)  # the web pages: /, /signin, /static, PAGE_MODULES; HTML errors and security headers
     return app
 
 
@@ -110,6 +115,37 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
             "patients": [{"index": i, "patient_id": None} for i in patients], "errors": errors}
 
 
+_WEB_MESSAGES = {404: "There is no page at this address.", 405: "This page cannot be used that way."}
+_KEEP_HEADERS = ("retry-after",)
+
+
+def _web_aware(handler: Any) -> Any:
+    """The handler for the API; on a web path (precimed.service.web.is_web_path) the same status and message as an
+    HTML error page, so a browser never sees a JSON error."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        if not is_web_path(request.url.path):
+            return response
+        from precimed.service.web.session import current_user
+        from precimed.service.web.templating import render_error
+
+        if not isinstance(exc, (DatabaseUnavailable, SQLAlchemyError, CommitQueueFull)):
+            with suppress(Exception):  # the page's header names who is signed in; never fail an error page on it
+                await current_user(request, container_of(request.app))
+        status = response.status_code
+        try:
+            message = str(json.loads(bytes(response.body)).get("message") or "")
+        except (ValueError, AttributeError):
+            message = ""
+        if isinstance(exc, StarletteHTTPException) or not message:
+            message = _WEB_MESSAGES.get(status, message or "The request could not be completed.")
+        headers = {k: v for k, v in response.headers.items() if k.lower() in _KEEP_HEADERS}
+        return render_error(request, status, message, headers=headers or None)
+
+    return handle
+
+
 def _handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _json(exc.status, exc.body(), exc.headers)
@@ -143,16 +179,16 @@ def _handlers(app: FastAPI) -> None:
     async def unavailable(_: Request, exc: PlanningUnavailable) -> JSONResponse:
         return _error(501, str(exc))
 
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(RequestValidationError, validation)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(ModelNotFound, not_found)
-    app.add_exception_handler(RegistryConflict, conflict)
-    app.add_exception_handler(ArtifactError, artifact)
-    app.add_exception_handler(DataError, data_error)
-    app.add_exception_handler(ConfigError, user_error)
-    app.add_exception_handler(RuleError, user_error)
-    app.add_exception_handler(PlanningUnavailable, unavailable)
+    app.add_exception_handler(ApiError, _web_aware(api_error))
+    app.add_exception_handler(RequestValidationError, _web_aware(validation))
+    app.add_exception_handler(StarletteHTTPException, _web_aware(http_error))
+    app.add_exception_handler(ModelNotFound, _web_aware(not_found))
+    app.add_exception_handler(RegistryConflict, _web_aware(conflict))
+    app.add_exception_handler(ArtifactError, _web_aware(artifact))
+    app.add_exception_handler(DataError, _web_aware(data_error))
+    app.add_exception_handler(ConfigError, _web_aware(user_error))
+    app.add_exception_handler(RuleError, _web_aware(user_error))
+    app.add_exception_handler(PlanningUnavailable, _web_aware(unavailable))
 
     async def database_down(_: Request, exc: Exception) -> JSONResponse:  # never a 500 with rows that vanish
         log.error("database unavailable: %s", type(exc).__name__)
@@ -162,9 +198,9 @@ def _handlers(app: FastAPI) -> None:
         log.warning("group commit queue full: request refused")
         return _json(503, {"message": str(exc), "field": None, "patients": []}, {"Retry-After": "1"})
 
-    app.add_exception_handler(DatabaseUnavailable, database_down)
-    app.add_exception_handler(CommitQueueFull, overloaded)
-    app.add_exception_handler(SQLAlchemyError, database_down)
+    app.add_exception_handler(DatabaseUnavailable, _web_aware(database_down))
+    app.add_exception_handler(CommitQueueFull, _web_aware(overloaded))
+    app.add_exception_handler(SQLAlchemyError, _web_aware(database_down))
 
 
 # ----- middleware -----------------------------------------------------------------------------------------------
@@ -251,6 +287,18 @@ async def _send_json(send: Send, status: int, body: dict[str, Any], request_id: 
     await send({"type": "http.response.body", "body": data})
 
 
+async def _send_html(send: Send, status: int, request_id: str) -> None:
+    """The HTML error page of an unexpected failure on a web path (the API answers JSON)."""
+    from precimed.service.web.templating import error_html
+
+    data = error_html(status, "Something went wrong", "The page failed; the failure was logged. Try again, or "
+                      "tell an administrator the request id below.", request_id).encode()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(data)).encode()),
+               (b"x-request-id", request_id.encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
 class Observe:
     """Request id, timing, Prometheus counters and one log line per request; a 500 for anything unexpected,
     logged by type and place only (an exception message could quote patient data)."""
@@ -291,7 +339,9 @@ class Observe:
                                             outcome="error", status=500, detail={"request_id": request_id})
                 except Exception:  # the database itself may be what failed
                     log.error("request %s: could not audit the failure", request_id)
-            if not started:
+            if not started and is_web_path(scope["path"]):
+                await _send_html(send, 500, request_id)
+            elif not started:
                 await _send_json(send, 500, {"message": f"internal error (request {request_id}); it was logged",
                                              "field": None, "patients": []}, request_id)
         finally:

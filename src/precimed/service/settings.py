@@ -7,7 +7,7 @@ PRECIMED_DB_URL, PRECIMED_RATE_PER_MINUTE, PRECIMED_RATE_BURST, PRECIMED_MAX_BOD
 PRECIMED_MAX_VITAL_STREAMS and PRECIMED_VITALS_IDLE_HOURS; the audit trail's PRECIMED_AUDIT_KEY_FILE,
 PRECIMED_AUDIT_CHECKPOINTS, PRECIMED_AUDIT_CHECKPOINTS_MIRROR and PRECIMED_AUDIT_CHECKPOINT_EVERY; and the
 server-side evaluation's PRECIMED_EVALUATE_SECONDS and PRECIMED_EVALUATE_MEMORY_BYTES; and the group-commit
-writer's PRECIMED_COMMIT_QUEUE and PRECIMED_COMMIT_BATCH.
+writer's PRECIMED_COMMIT_QUEUE and PRECIMED_COMMIT_BATCH; and the web pages' PRECIMED_SESSION_MINUTES.
 
 The audit key and checkpoint file default to the registry folder. That keeps a fresh install working, but an
 attacker who can write the folder can also read the key: in production put the key (and a mirror of the
@@ -80,6 +80,8 @@ class ServiceSettings(BaseModel):
     served_features_days: int = Field(default=3650, ge=0, le=36_500, description="days the encoded feature vector "
                                       "and outputs of each served patient are kept for drift checks (table "
                                       "served_features, purged at start and daily); 0 keeps nothing")
+    session_minutes: int = Field(default=30, ge=1, le=24 * 60, description="minutes a web sign-in lasts (cookie "
+                                 "precimed_session; table web_sessions) before the browser must sign in again")
 
     @property
     def database_url(self) -> str:
@@ -122,6 +124,7 @@ class ServiceSettings(BaseModel):
             "evaluate_memory_bytes": os.environ.get("PRECIMED_EVALUATE_MEMORY_BYTES"),
             "commit_queue": os.environ.get("PRECIMED_COMMIT_QUEUE"),
             "commit_batch": os.environ.get("PRECIMED_COMMIT_BATCH"),
+            "session_minutes": os.environ.get("PRECIMED_SESSION_MINUTES"),
         }
         values: dict[str, object] = {k: v for k, v in env.items() if v not in (None, "")}
         if db_url:

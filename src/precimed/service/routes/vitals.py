@@ -7,10 +7,15 @@ and at most 16 model/version/threshold streams (the least recently used is forgo
 `{"patient_id": ..., "event": "discharge"}` drops that patient's state at once. Records are processed in order;
 a bad record (an unknown field, a vital out of range, ...) stops the request with 422 naming the field and the
 record, and says how many records before it were accepted (and their alerts).
+
+An observation may name the patient's `ward` (and `bed`): after the request's audit row is committed, the accepted
+observations and discharges update the ward board (precimed.workflows.wards) and the ward pages' live streams are
+told which wards changed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -20,11 +25,15 @@ from precimed import jsonio
 from precimed.errors import DataError
 from precimed.service.audit import digest
 from precimed.service.auth import Principal
+from precimed.service.container import Container
 from precimed.service.routes.common import ERRORS, ApiError, Scalar
 from precimed.service.routes.deps import ContainerDep, require, resolve_for
 from precimed.service.schemas import Version, VitalsOut
+from precimed.workflows.patients import Ingested
+from precimed.workflows.wards import Wards, wards_of
 
 router = APIRouter(tags=["vitals"])
+log = logging.getLogger("precimed.service")
 
 
 class VitalsIn(BaseModel):
@@ -64,6 +73,7 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
         container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
                          outcome="rejected", status=422, detail={"accepted": i, "alerts": len(events),
                                                                  "field": exc.column})
+        publish(container, result)  # the records before the refused one were kept by the monitors
         raise ApiError(422, f"observation {i}: {exc}", field=exc.column or "observations",
                        patients=[{"index": i, "patient_id": body.observations[i].get("patient_id")}], accepted=i,
                        alerts=jsonio.plain(events)) from None
@@ -71,5 +81,24 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
         container.metrics.alerts.labels(e["event"]).inc()
     container.commit(principal, "vitals", model=model, version=version, input_digest=input_digest,
                      detail={"accepted": result.handled, "alerts": len(events), "discharged": len(result.discharged)})
+    publish(container, result)
     return {"accepted": result.handled, "alerts": jsonio.plain(events),
             "scores": jsonio.plain([s.score_record() for s in result.steps])}
+
+
+def ward_board(container: Container) -> Wards:
+    """The app's ward board and live-update hub (one per process), bounded like the monitors."""
+    settings = container.settings
+    return wards_of(container, max_patients=settings.max_monitored_patients,
+                    max_idle_seconds=settings.vitals_idle_hours * 3600.0)
+
+
+def publish(container: Container, result: Ingested) -> None:
+    """Update the ward board with an ingestion's accepted records and tell the live ward pages (never blocks).
+
+    Called after the request's audit row is committed: a failure here is logged (by type only) and never turns an
+    ingestion that was accepted and audited into an error."""
+    try:
+        ward_board(container).apply(result.steps, result.discharged)
+    except Exception as exc:  # the board is a view; the monitors and the audit trail already hold the truth
+        log.error("ward board update failed: %s", type(exc).__name__)
