@@ -29,6 +29,7 @@ from precimed.service.settings import ServiceSettings
 from precimed.workflows.limited import EVALUATIONS, Limits
 from precimed.workflows.patients import Planner, RiskFn, VitalsMonitors, load_planner, vitals_risk_fn
 from precimed.workflows.privacy import service_key
+from precimed.workflows.wards import BoardHub, WardBoard, Wards
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,6 +53,7 @@ class Container:
     metrics: Metrics
     vitals: VitalsMonitors
     committer: GroupCommitter
+    wards: Wards  # the ward board and its live-update hub (one per process), bounded like the monitors
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
     #: async predict requests of this process between their start and their answer (event-loop thread only): a
@@ -86,7 +88,9 @@ class Container:
                        limiter=RateLimiter(settings.rate_per_minute, settings.rate_burst),
                        metrics=metrics, committer=committer,
                        vitals=VitalsMonitors(settings.max_monitored_patients, max_streams=settings.max_vital_streams,
-                                             max_idle_seconds=settings.vitals_idle_hours * 3600.0))
+                                             max_idle_seconds=settings.vitals_idle_hours * 3600.0),
+                       wards=Wards(WardBoard(settings.max_monitored_patients,
+                                             max_idle_seconds=settings.vitals_idle_hours * 3600.0), BoardHub()))
         except SQLAlchemyError as exc:
             db.dispose()
             raise DatabaseUnavailable(f"database {redact(settings.database_url)}: {describe(exc)}") from None

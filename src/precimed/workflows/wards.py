@@ -418,21 +418,6 @@ class Wards:
         return result
 
 
-_ATTACH = threading.Lock()
-
-
-def wards_of(holder: Any, *, max_patients: int = 10_000, max_idle_seconds: float | None = MAX_IDLE_SECONDS) -> Wards:
-    """The :class:`Wards` attached to `holder` (the service container), made on first use: one per app."""
-    found = getattr(holder, "_ward_board", None)
-    if isinstance(found, Wards):
-        return found
-    with _ATTACH:
-        found = getattr(holder, "_ward_board", None)
-        if not isinstance(found, Wards):
-            found = Wards(WardBoard(max_patients, max_idle_seconds=max_idle_seconds), BoardHub())
-            holder._ward_board = found
-    return found
-
 
 __all__ = ["AckResult", "Alert", "BoardHub", "BoardPatient", "SubscriberDropped", "Subscription", "WardBoard",
-           "Wards", "wards_of"]
+           "Wards"]

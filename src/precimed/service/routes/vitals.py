@@ -30,7 +30,7 @@ from precimed.service.routes.common import ERRORS, ApiError, Scalar
 from precimed.service.routes.deps import ContainerDep, require, resolve_for
 from precimed.service.schemas import Version, VitalsOut
 from precimed.workflows.patients import Ingested
-from precimed.workflows.wards import Wards, wards_of
+from precimed.workflows.wards import Wards
 
 router = APIRouter(tags=["vitals"])
 log = logging.getLogger("precimed.service")
@@ -88,9 +88,7 @@ def ingest(body: VitalsIn, container: ContainerDep, principal: Annotated[Princip
 
 def ward_board(container: Container) -> Wards:
     """The app's ward board and live-update hub (one per process), bounded like the monitors."""
-    settings = container.settings
-    return wards_of(container, max_patients=settings.max_monitored_patients,
-                    max_idle_seconds=settings.vitals_idle_hours * 3600.0)
+    return container.wards
 
 
 def publish(container: Container, result: Ingested) -> None:
