@@ -7,6 +7,7 @@ Routes receive it typed through the `ContainerDep` dependency (precimed.service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -56,8 +57,9 @@ class Container:
     wards: Wards  # the ward board and its live-update hub (one per process), bounded like the monitors
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
-    #: async predict requests of this process between their start and their answer (event-loop thread only): a
-    #: lone request may commit inline (see GroupCommitter.submit_async)
+    #: HTTP requests of this process between their arrival and the start of their answer (counted by the app's
+    #: Observe middleware, on the event-loop thread only): a lone request may commit inline (see
+    #: GroupCommitter.submit_async), while requests arriving together are committed together by the writer
     in_flight: int = field(default=0, init=False)
     _planner: Planner | None = field(default=None, init=False, repr=False)
     _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict, init=False, repr=False)
@@ -126,6 +128,9 @@ class Container:
         Returns only once the audit row is committed, exactly like `commit`. A request that is alone in flight
         commits inline when the writer is idle (no thread hand-off for a lone client)."""
         entry = self._entry(principal, action, model, version, input_digest, outcome, status, detail, rows)
+        # let the requests that are ready run up to their own commit first: a request runs without pausing from its
+        # arrival to here, so without this yield every one of a burst would find itself alone and write inline
+        await asyncio.sleep(0)
         try:
             future = self.committer.submit_async(entry, rows, inline=self.in_flight <= 1)
         except CommitQueueFull:

@@ -209,8 +209,8 @@ class GroupCommitter:
             self._busy = False
             if self._queue or self._checkpoint_due:
                 self._wake_writer()  # queued meanwhile, or a checkpoint to sign
-            else:
-                self._cond.notify_all()  # a writer or a close() waiting for this write to end
+            elif self._closing:
+                self._cond.notify_all()  # close() waits for this write to end (an idle writer needs no wake-up)
 
     def submit_async(self, entry: Entry, rows: Iterable[Base | Insert] = (), *,
                      inline: bool = False) -> asyncio.Future[int]:

@@ -147,20 +147,16 @@ async def _run_async(container: Container, principal: Principal, name: str, body
     """validate → call → audit → respond on the event loop (predict): a small request on a compiled bundle is
     scored here, anything else in a worker thread; the commit is awaited (group commit), and the stored JSON text is
     the response body, so the answer is byte for byte what `/v1/predictions/{id}` returns later."""
-    container.in_flight += 1
-    try:
-        if container.db.dialect == "sqlite" and len(body.patients) <= INLINE_PATIENTS:
-            info, bundle = _target(container, principal, name, body)
-            if bundle.scorer is not None:
-                prepared = _prepare(container, principal, info, bundle, body)
-            else:
-                prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
+    if container.db.dialect == "sqlite" and len(body.patients) <= INLINE_PATIENTS:
+        info, bundle = _target(container, principal, name, body)
+        if bundle.scorer is not None:
+            prepared = _prepare(container, principal, info, bundle, body)
         else:
-            info, bundle = await run_in_threadpool(_target, container, principal, name, body)
             prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
-        await container.commit_async(principal, prepared.kind, **prepared.audit())
-    finally:
-        container.in_flight -= 1
+    else:
+        info, bundle = await run_in_threadpool(_target, container, principal, name, body)
+        prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
+    await container.commit_async(principal, prepared.kind, **prepared.audit())
     _committed(container, prepared)
     return Response(content=prepared.text, media_type="application/json")
 
