@@ -10,6 +10,8 @@ bundle/
   explain_background.json      SHAP background: 100 encoded training rows with each feature's block shuffled
                                across rows, so no stored row is a real patient's record
   model_card.md        the model card
+  uncertainty.json     runs with `uncertainty:` only: each model's fitted split-conformal / Venn-Abers state
+                       (precimed.evaluate.conformal); bundles without it load and score without intervals
   models/<name>.json   each model's state; nets as torch state_dicts (loaded with weights_only=True),
   models/<name>.*      LightGBM boosters as their text model format
 """
@@ -21,7 +23,7 @@ import json
 import platform
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -35,6 +37,7 @@ from precimed.compiled import Scorer
 from precimed.compiled.onnx_graph import onnx_graphs
 from precimed.config import FeatureConfig, RunConfig, TaskConfig, parse_config
 from precimed.errors import ArtifactError, ConfigError
+from precimed.evaluate.conformal import Uncertainty, from_file_state, to_file_state
 from precimed.jsonio import dumps, plain
 from precimed.preprocess import TabularPreprocessor
 from precimed.preprocess.images import ImagePreprocessor
@@ -45,6 +48,7 @@ BUNDLE_FORMAT = 1
 SEQUENCE_STATE = "sequence_preprocessor.json"
 IMAGE_STATE = "image_preprocessor.json"
 BACKGROUND = "explain_background.json"
+UNCERTAINTY = "uncertainty.json"
 LIBRARIES = ("torch", "scikit-learn", "lightgbm", "lifelines", "numpy", "pandas", "pydantic")
 
 
@@ -80,6 +84,8 @@ class Bundle:
     image_preprocessor: ImagePreprocessor | None = None
     #: the compiled scoring path of a tabular bundle (None for sequence and imaging bundles); built at load
     scorer: Scorer | None = None
+    #: each model's fitted per-patient uncertainty (``uncertainty.json``); empty for bundles without one
+    uncertainty: dict[str, Uncertainty] = field(default_factory=dict)
 
     @property
     def config(self) -> RunConfig:
@@ -133,7 +139,8 @@ class Bundle:
 def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPreprocessor | None,
                 models: dict[str, Any], metadata: dict, sequence_preprocessor: SequencePreprocessor | None = None,
                 background: np.ndarray | None = None, extra_files: dict[str, bytes] | None = None,
-                image_preprocessor: ImagePreprocessor | None = None) -> Path:
+                image_preprocessor: ImagePreprocessor | None = None,
+                uncertainty: dict[str, Uncertainty] | None = None) -> Path:
     """Write a bundle into `directory`, which must not exist yet (callers write into a temporary run folder)."""
     directory = Path(directory)
     if preprocessor is None and image_preprocessor is None:
@@ -150,6 +157,11 @@ def save_bundle(directory: Path, *, config: RunConfig, preprocessor: TabularPrep
     if background is not None:
         files[BACKGROUND] = dumps({"rows": np.asarray(background, dtype=float).tolist(),
                                         "dtype": str(np.asarray(background).dtype)}).encode()
+    if uncertainty:
+        unknown = sorted(set(uncertainty) - set(models))
+        if unknown:
+            raise ArtifactError(f"uncertainty given for models {unknown} that the bundle does not hold")
+        files[UNCERTAINTY] = dumps(to_file_state(uncertainty), indent=None).encode()
     files.update(extra_files or {})
     model_meta = {}
     for name, model in models.items():
@@ -374,18 +386,31 @@ def load_bundle(directory: Path | str) -> Bundle:
             raise BundleInvalid(directory, f"model {name!r} has unknown class {str(info['class'])[:80]!r}")
         models[name] = _decode(f"model {name!r}", directory, lambda cls=cls, info=info: cls.from_state(
             json.loads(blobs[info["state"]]), {b: blobs[rel] for b, rel in info["blobs"].items()}))
-    bundle = Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor)
+    uncertainty: dict[str, Uncertainty] = {}
+    if UNCERTAINTY in blobs:
+        uncertainty = _decode(UNCERTAINTY, directory, lambda: _uncertainty(json.loads(blobs[UNCERTAINTY]), models))
+    bundle = Bundle(directory, meta, preprocessor, models, sequence_preprocessor, background, image_preprocessor,
+                    uncertainty=uncertainty)
     if preprocessor is not None and sequence_preprocessor is None and image_preprocessor is None:
         graphs = {name: blobs[info["onnx"]] for name, info in meta["models"].items() if info.get("onnx")}
         bundle.scorer = _decode("the compiled scoring path", directory, lambda: _scorer(
-            preprocessor, models, meta["config"]["task"], meta.get("classes"), graphs))
+            preprocessor, models, meta["config"]["task"], meta.get("classes"), graphs, uncertainty))
     return bundle
 
 
 def _scorer(preprocessor: TabularPreprocessor, models: dict[str, Any], task: dict, classes: list | None,
-            graphs: dict[str, bytes] | None = None) -> Scorer:
+            graphs: dict[str, bytes] | None = None, uncertainty: dict[str, Uncertainty] | None = None) -> Scorer:
     return Scorer(preprocessor, models, task=task["kind"], classes=classes, horizons=task.get("horizons") or [],
-                  time_unit=task.get("time_unit") or "", onnx=graphs)
+                  time_unit=task.get("time_unit") or "", onnx=graphs, uncertainty=uncertainty)
+
+
+def _uncertainty(state: Any, models: dict[str, Any]) -> dict[str, Uncertainty]:
+    """uncertainty.json read back; only for models the bundle holds."""
+    out = from_file_state(state)
+    unknown = sorted(set(out) - set(models))
+    if unknown:
+        raise ValueError(f"it names models {unknown[:5]} that the bundle does not hold")
+    return out
 
 
 def _background(state: dict) -> np.ndarray:

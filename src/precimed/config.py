@@ -356,6 +356,15 @@ class EvaluationConfig(_Strict):
     explain: int = Field(default=200, ge=0)  # patients whose SHAP values make the report's importance plots
 
 
+class UncertaintyConfig(_Strict):
+    """Per-patient uncertainty (docs/uncertainty.md): ``calibration_fraction`` of the training rows is held out
+    by patient before any fitting (stratified on the outcome for classification and survival), and each
+    bundled model gets split-conformal sets / intervals at ``level`` fitted on those rows."""
+
+    level: float = Field(default=0.9, gt=0, lt=1)
+    calibration_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
 class SequenceConfig(_Strict):
     """Longitudinal inputs and the landmark design of a sequence run (``precimed train`` with ``sequence:``).
 
@@ -530,6 +539,18 @@ class RunConfig(_Strict):
     effects: EffectsConfig | None = None
     sequence: SequenceConfig | None = None
     images: ImagesConfig | None = None
+    uncertainty: UncertaintyConfig | None = None
+
+    @model_validator(mode="after")
+    def _uncertainty_consistent(self) -> RunConfig:
+        if self.uncertainty is not None and (self.images is not None or self.sequence is not None
+                                             or self.effects is not None):
+            raise ValueError("'uncertainty:' is available for tabular runs (not with 'images:', 'sequence:' or "
+                             "'effects:')")
+        if self.uncertainty is not None and self.training.privacy is not None:
+            raise ValueError("'uncertainty:' with training.privacy: the calibration grid stores real patients' "
+                             "scores and outcome steps that the DP guarantee does not cover")
+        return self
 
     @model_validator(mode="after")
     def _images_consistent(self) -> RunConfig:

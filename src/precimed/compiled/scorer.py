@@ -5,7 +5,9 @@
 the order ``precimed.workflows.predicting.predict_frame`` writes them. Values are checked as the reference
 path checks them; whatever the compiled checks cannot vouch for raises ``Declined`` and the caller runs the
 reference path, so messages for bad input are the reference path's own and outputs never differ by more than
-float32 rounding (``tests/test_compiled.py`` holds every model kind to 1e-6).
+float32 rounding (``tests/test_compiled.py`` holds every model kind to 1e-6). A model with fitted uncertainty
+(``uncertainty.json``) gets its interval columns added by the same lookup the reference path uses
+(``precimed.evaluate.conformal.Uncertainty.apply``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from precimed.compiled.models import CompiledModel, compile_model, output_names
 from precimed.compiled.onnx_graph import check_graph
 from precimed.compiled.preprocessing import CompiledPreprocessor, Declined
 from precimed.errors import ConfigError
+from precimed.evaluate.conformal import Uncertainty
 from precimed.preprocess.tabular import TabularPreprocessor
 
 __all__ = ["CHUNK", "ONNX_ROWS", "RUNTIMES", "Declined", "Scorer"]
@@ -32,6 +35,9 @@ CHUNK = 2048
 #: from this many rows ``auto`` runs a net's ONNX graph (when present): below it numpy's lower overhead wins
 ONNX_ROWS = 4 * CHUNK
 RUNTIMES = ("auto", "numpy", "onnx")
+#: up to this many records, uncertainty columns are added row by row in plain Python (numpy's per-call cost wins
+#: only for larger requests)
+FEW = 8
 
 
 class Scorer:
@@ -46,7 +52,8 @@ class Scorer:
 
     def __init__(self, preprocessor: TabularPreprocessor, models: Mapping[str, Any], *, task: str,
                  classes: Sequence[Any] | None, horizons: Sequence[float], time_unit: str,
-                 onnx: Mapping[str, bytes] | None = None) -> None:
+                 onnx: Mapping[str, bytes] | None = None,
+                 uncertainty: Mapping[str, Uncertainty] | None = None) -> None:
         self.preprocessor = CompiledPreprocessor(preprocessor)
         self.task = task
         self.names = output_names(task, classes=classes, horizons=horizons, time_unit=time_unit)
@@ -57,6 +64,8 @@ class Scorer:
         #: each model's output dtypes on the numpy path (the ONNX path's float64 columns are cast to them)
         self.dtypes = {k: [np.asarray(o).dtype for o in m.outputs(zero)] for k, m in self.models.items()}
         self.onnx = dict(onnx or {})
+        #: each model's fitted uncertainty: ``<output>_lower`` / ``_upper``, ``interval_*``, ``prediction_set``
+        self.uncertainty = dict(uncertainty or {})
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -134,8 +143,15 @@ class Scorer:
             with ThreadPoolExecutor(workers) as pool:
                 parts = list(pool.map(lambda rows: self._outputs(model, raw[rows], runtime), slices))
         if len(parts) == 1:
-            return dict(zip(self.names, parts[0], strict=True))
-        return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.names)}
+            out = dict(zip(self.names, parts[0], strict=True))
+        else:
+            out = {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(self.names)}
+        return self._with_uncertainty(model, out)
+
+    def _with_uncertainty(self, model: str, columns: dict[str, Any]) -> dict[str, Any]:
+        """``columns`` and, when the model has fitted uncertainty, its interval columns."""
+        unc = self.uncertainty.get(model)
+        return columns if unc is None else {**columns, **unc.apply(columns)}
 
     def score_frame(self, frame: pd.DataFrame, *, model: str, allow_out_of_range: bool = False,
                     runtime: str = "auto", threads: int | None = None) -> dict[str, np.ndarray]:
@@ -162,8 +178,18 @@ class Scorer:
             raise Declined("no patients")
         compiled = self._model(model)
         X = self.encode_records(records, allow_out_of_range=allow_out_of_range)
+        unc = self.uncertainty.get(model)
+        if unc is not None and len(records) > FEW:
+            table = self._with_uncertainty(model, dict(zip(self.names, compiled.outputs(X), strict=True)))
+            names = list(table)
+            columns = [np.asarray(c).tolist() for c in table.values()]
+            return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)], X
         columns = [np.asarray(c).tolist() for c in compiled.outputs(X)]
-        return [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)], X
+        rows = [dict(zip(self.names, values, strict=True)) for values in zip(*columns, strict=True)]
+        if unc is not None:  # a few patients: the same lookups in plain Python, cheaper than numpy's calls
+            for row in rows:
+                row.update(unc.apply_row(row))
+        return rows, X
 
 
 def _session(data: bytes) -> Any:

@@ -139,6 +139,21 @@ class PatientPrediction(BaseModel):
     index: int
     patient_id: PatientId = None
     missing: list[str] = Field(description="features not recorded (or out of range and allowed), imputed")
+    # per-patient uncertainty (docs/uncertainty.md): present only when the bundle stores it (uncertainty.json);
+    # survival and multiclass bounds arrive as extra keys <output>_lower / <output>_upper
+    probability_lower: Number = Field(None, description="binary: lower end of the inductive Venn-Abers interval "
+                                      "for the calibrated probability")
+    probability_upper: Number = Field(None, description="binary: upper end of the Venn-Abers interval")
+    prediction_lower: Number = Field(None, description="regression: lower end of the split-conformal prediction "
+                                     "interval at interval_level")
+    prediction_upper: Number = Field(None, description="regression: upper end of the split-conformal interval")
+    interval_level: Number = Field(None, description="nominal marginal coverage of the prediction set / interval "
+                                   "(e.g. 0.9)")
+    interval_method: str | None = Field(None, description="how the bounds were made, e.g. conformal-set+venn-abers, "
+                                        "conformal-absolute-residual, ipcw-venn-abers")
+    prediction_set: list[str] | None = Field(None, description="binary / multiclass: the split-conformal "
+                                             "prediction set, the class labels not ruled out at interval_level "
+                                             "(never empty: it always holds the most probable class)")
 
 
 class Contribution(_Out):

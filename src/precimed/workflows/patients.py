@@ -139,6 +139,10 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
           allow_out_of_range: bool = False, explain_top_k: int | None = None) -> Scored:
     """Check the patients against the bundle's schema, then predict (or, with `explain_top_k`, explain).
 
+    A bundle with fitted uncertainty (``bundle.uncertainty``) adds to each prediction row, per output ``o``
+    with an interval, ``o_lower`` and ``o_upper``, plus ``interval_level``, ``interval_method`` and (binary,
+    multiclass) ``prediction_set``; rows of bundles without it have none of these keys.
+
     `model` None means the bundle's primary model. Raises PatientsInvalid naming every bad field and patient
     found: the schema checks first, then the model's own checks, re-run with the refused cells blanked so that
     one request reports all of its problems. Pure: the bundle is not changed, so threads may share it.
@@ -206,10 +210,20 @@ def score(bundle: Bundle, patients: Sequence[Mapping[str, Any]], *, model: str |
     return Scored(result, ids, name, encoded)
 
 
+UNCERTAINTY_KEYS = ("interval_level", "interval_method", "prediction_set")
+
+
+def is_uncertainty_key(key: str, row: Mapping[str, Any]) -> bool:
+    """Whether a scored row's key belongs to the uncertainty contract (``<output>_lower`` / ``_upper`` beside
+    ``<output>``, ``interval_level``, ``interval_method``, ``prediction_set``) rather than being a model output."""
+    return key in UNCERTAINTY_KEYS or (key.endswith(("_lower", "_upper")) and key[:-6] in row)
+
+
 def outputs(row: Mapping[str, Any]) -> dict[str, float]:
-    """The model's numeric outputs in a scored row (probability, event_probability_…, …), as plan rules name them."""
+    """The model's numeric outputs in a scored row (probability, event_probability_…, …), as plan rules name them;
+    the uncertainty keys (bounds, level) are not outputs."""
     return {k: v for k, v in row.items() if k not in ("index", PATIENT_ID, "missing")
-            and isinstance(v, int | float) and not isinstance(v, bool)}
+            and isinstance(v, int | float) and not isinstance(v, bool) and not is_uncertainty_key(k, row)}
 
 
 # ----- plans ---------------------------------------------------------------------------------------------------

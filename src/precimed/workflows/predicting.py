@@ -33,7 +33,9 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
 
     Returns one row per patient: the id column, ``model`` and the task's outputs (``probability``;
     ``p_<class>`` per class; ``prediction``; or ``risk_score`` with ``event_probability_<h><unit>`` per
-    horizon). A value outside the plausible range is refused (``ValueRangeError`` naming the patient)
+    horizon), then, when the bundle stores per-patient uncertainty for the model (docs/uncertainty.md),
+    ``<output>_lower`` / ``<output>_upper``, ``interval_level``, ``interval_method`` and (binary, multiclass)
+    ``prediction_set``. A value outside the plausible range is refused (``ValueRangeError`` naming the patient)
     unless ``allow_out_of_range``, which treats it as missing. Sequence bundles read visit tables.
 
     A tabular bundle scores through its compiled path (``bundle.scorer``, array code on a fixed feature order);
@@ -63,7 +65,17 @@ def predict_frame(bundle: Bundle, frame: pd.DataFrame, *, model: str | None = No
     out = prediction_columns(pd.DataFrame({id_name: frame.index.to_numpy()}), est, Xt, task,
                              classes=bundle.metadata.get("classes"))
     out.insert(1, "model", name)
-    return out
+    return with_uncertainty(bundle, name, out)
+
+
+def with_uncertainty(bundle: Bundle, name: str, out: pd.DataFrame) -> pd.DataFrame:
+    """``out`` with the model's uncertainty columns (``<output>_lower`` / ``_upper``, ``interval_level``,
+    ``interval_method``, ``prediction_set``) when the bundle stores uncertainty for it; unchanged otherwise."""
+    unc = bundle.uncertainty.get(name)
+    if unc is None:
+        return out
+    added = unc.apply({c: out[c].to_numpy() for c in out.columns if c not in (bundle.metadata["id_column"], "model")})
+    return out.assign(**{k: v for k, v in added.items()})
 
 
 def _predict_compiled(bundle: Bundle, frame: pd.DataFrame, name: str, *, allow_out_of_range: bool,
@@ -111,5 +123,9 @@ def predict_file(bundle_dir: Path | str, input_path: Path | str, output_path: Pa
     else:
         out = predict_frame(bundle, frame, model=model, allow_out_of_range=allow_out_of_range, where=str(input_path),
                             runtime=runtime)
-    write_table(out, output_path)
+    written = out
+    if "prediction_set" in out.columns and Path(output_path).suffix.lower() == ".csv":
+        # a CSV cell holds text: the set's labels joined by '|' (JSON and Parquet keep the list)
+        written = out.assign(prediction_set=["|".join(map(str, s)) for s in out["prediction_set"]])
+    write_table(written, output_path)
     return out

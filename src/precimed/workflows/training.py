@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from precimed.atomic import atomic_dir
 from precimed.bundle import save_bundle
-from precimed.cohort import split_rows
-from precimed.config import RunConfig, load_config
+from precimed.cohort import Cohort, split_rows
+from precimed.config import RunConfig, SplitConfig, load_config
+from precimed.errors import DataError
 from precimed.evaluate import background_sample
+from precimed.evaluate.conformal import Uncertainty, check_calibration_size, coverage_report, fit_uncertainty
 from precimed.evaluate.scoring import score_models
 from precimed.jsonio import write_json
 from precimed.preprocess import TabularPreprocessor, quality_report
@@ -30,6 +33,7 @@ from precimed.workflows._run import (
     check_out_dir,
     load_cohort,
     metrics_doc,
+    prediction_columns,
     quiet,
     scoring_settings,
 )
@@ -94,6 +98,52 @@ def _fit_models(cfg: RunConfig, plan: catalogue.ModelPlan, X: np.ndarray, y: np.
     return models, searches, privacy
 
 
+def hold_out_calibration(cfg: RunConfig, train: Cohort) -> tuple[Cohort, Cohort | None]:
+    """The training rows split into (rows to fit on, calibration rows) when the run asks for uncertainty.
+
+    The calibration rows leave before any fitting (preprocessor, models, early stopping, search), by patient
+    (the run's group column for grouped splits) and stratified on the outcome for classification and survival.
+    """
+    if cfg.uncertainty is None:
+        return train, None
+    grouped = cfg.split.kind == "grouped"
+    split = SplitConfig(kind="grouped" if grouped else "stratified",
+                        test_fraction=cfg.uncertainty.calibration_fraction, group=cfg.split.group if grouped else None)
+    try:
+        fit_rows, cal_rows = split_rows(train, split, cfg.task, cfg.seed + 1)
+    except ValueError as exc:  # scikit-learn: too few rows of some class to stratify
+        raise DataError(f"{train.name}: cannot hold out {cfg.uncertainty.calibration_fraction:g} of {len(train)} "
+                        f"training rows for uncertainty.calibration_fraction ({exc})") from None
+    if cfg.task.kind != "survival":  # before any fitting: too few rows would only fail after training
+        check_calibration_size(len(cal_rows), cfg.uncertainty.level, f"{train.name} calibration rows")
+    return (train.subset(fit_rows, f"{train.name} (fitting rows)"),
+            train.subset(cal_rows, f"{train.name} (calibration rows)"))
+
+
+def _output_table(cfg: RunConfig, model: Any, X: np.ndarray, classes: list[str] | None) -> dict[str, np.ndarray]:
+    """A model's prediction-table columns (``probability``, ``p_<class>``, ``prediction``, ``event_probability_…``)."""
+    table = prediction_columns(pd.DataFrame(index=np.arange(len(X))), model, X, cfg.task, classes=classes)
+    return {c: table[c].to_numpy() for c in table.columns}
+
+
+def fit_and_check_uncertainty(cfg: RunConfig, models: dict[str, Any], X_cal: np.ndarray, y_cal: np.ndarray,
+                              X_test: np.ndarray, y_test: np.ndarray, classes: list[str] | None, *,
+                              echo: Echo = quiet) -> tuple[dict[str, Uncertainty], dict[str, dict]]:
+    """Each model's uncertainty fitted on the calibration rows, and its coverage on the held-out test rows
+    (bootstrap CI at the run's evaluation level)."""
+    assert cfg.uncertainty is not None
+    fitted: dict[str, Uncertainty] = {}
+    checked: dict[str, dict] = {}
+    for name, model in models.items():
+        echo(f"fitting {name}'s per-patient uncertainty on {len(y_cal)} calibration rows")
+        fitted[name] = fit_uncertainty(cfg.task.kind, _output_table(cfg, model, X_cal, classes), y_cal,
+                                       level=cfg.uncertainty.level, classes=classes, horizons=cfg.task.horizons,
+                                       time_unit=cfg.task.time_unit, positive=cfg.task.positive)
+        checked[name] = coverage_report(fitted[name], _output_table(cfg, model, X_test, classes), y_test,
+                                        n_boot=cfg.evaluation.bootstrap, seed=cfg.seed, ci_level=cfg.evaluation.level)
+    return fitted, checked
+
+
 def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = False, progress: bool = True,
                       echo: Echo = quiet) -> RunResult:
     """Train the configured models on one split, validate them, and write bundle, metrics and report."""
@@ -109,6 +159,9 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
         tr, te = split_rows(cohort, cfg.split, cfg.task, cfg.seed)
         train = cohort.subset(tr, f"{cohort.name} (train, {cfg.split.kind} split)")
         test = cohort.subset(te, f"{cohort.name} (test, {cfg.split.kind} split)")
+    train, calibration = hold_out_calibration(cfg, train)
+    if calibration is not None:
+        echo(f"holding out {len(calibration)} calibration rows for per-patient uncertainty")
     features = [f.model_dump() for f in cfg.features]
     quality = {"train": quality_report(train.frame, features, source=train.name, id_name=train.id_name),
                "test": quality_report(test.frame, features, source=test.name, id_name=test.id_name)}
@@ -130,6 +183,11 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
     echo(f"SHAP importance on {min(cfg.evaluation.explain, len(test))} evaluation patients")
     importance = report_importance(models, cfg.task, background, X_test, test.X, pre.feature_groups_,
                                    n=cfg.evaluation.explain, seed=cfg.seed, primary=plan.primary)
+    uncertainty: dict[str, Uncertainty] | None = None
+    if calibration is not None:
+        uncertainty, doc["uncertainty"] = fit_and_check_uncertainty(  # not with privacy (the config refuses it)
+            cfg, models, pre.transform(calibration.X), calibration.y, X_test, test.y, cohort.classes, echo=echo)
+        doc["data"]["calibration"] = calibration.describe(cfg.task)
     if searches:
         # one searched model keeps the historical layout {"best_params", ...}; several are keyed by model
         doc["search"] = next(iter(searches.values())) if len(searches) == 1 else searches
@@ -143,7 +201,7 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
                     subgroups=subgroups is not None)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_bundle(tmp / "bundle", config=cfg, preprocessor=pre, models=bundled, background=background,
-                    extra_files={"model_card.md": card.encode()}, metadata={
+                    extra_files={"model_card.md": card.encode()}, uncertainty=uncertainty, metadata={
             "primary_model": plan.primary,
             "comparisons": [c for c in ev.comparisons if all(m in bundled for m in c.split(" - "))],
             "id_column": train.id_name,
@@ -155,6 +213,8 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
             "metrics": ev.results,
             "intended_use": cfg.description or f"{cfg.task.kind} model trained on {train.name}",
             "privacy": doc.get("privacy"),
+            **({"uncertainty": {"level": cfg.uncertainty.level, "calibration_data": doc["data"]["calibration"],
+                                "coverage": doc["uncertainty"]}} if uncertainty else {}),
         })
         write_json(tmp / "metrics.json", doc)
         write_json(tmp / "quality.json", quality)
