@@ -315,14 +315,10 @@ class Observe:
         request_id = new_id()[:16]
         status = 500
         started = False
-        container = self.container
-        container.in_flight += 1  # until the answer starts (an event stream stops counting once it is open)
 
         async def observed(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
-                if not started:
-                    container.in_flight -= 1
                 status, started = message["status"], True
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
@@ -349,8 +345,6 @@ class Observe:
                 await _send_json(send, 500, {"message": f"internal error (request {request_id}); it was logged",
                                              "field": None, "patients": []}, request_id)
         finally:
-            if not started:
-                container.in_flight -= 1
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", "unmatched")
             m = self.container.metrics

@@ -7,7 +7,6 @@ Routes receive it typed through the `ContainerDep` dependency (precimed.service.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
@@ -57,10 +56,6 @@ class Container:
     wards: Wards  # the ward board and its live-update hub (one per process), bounded like the monitors
     serving: dict[str, ServingInfo] = field(default_factory=dict)  # by metadata hash: a version's inputs, models
     fhir_mappings: dict[str, FhirMapping] = field(default_factory=dict)  # by model, version and mapping digest
-    #: HTTP requests of this process between their arrival and the start of their answer (counted by the app's
-    #: Observe middleware, on the event-loop thread only): a lone request may commit inline (see
-    #: GroupCommitter.submit_async), while requests arriving together are committed together by the writer
-    in_flight: int = field(default=0, init=False)
     _planner: Planner | None = field(default=None, init=False, repr=False)
     _risk_fns: OrderedDict[tuple[str, int, str], RiskFn] = field(default_factory=OrderedDict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -124,15 +119,11 @@ class Container:
                            version: int | None = None, input_digest: str | None = None, outcome: str = "ok",
                            status: int = 200, detail: dict[str, Any] | None = None, rows: tuple[Base, ...] = ()
                            ) -> int:
-        """`commit` for an async endpoint: the same unit, awaited on the event loop instead of blocking a thread.
-        Returns only once the audit row is committed, exactly like `commit`. A request that is alone in flight
-        commits inline when the writer is idle (no thread hand-off for a lone client)."""
+        """`commit` for an async endpoint: the same unit, handed to the writer thread and awaited on the event loop
+        instead of blocking a thread. Returns only once the audit row is committed, exactly like `commit`."""
         entry = self._entry(principal, action, model, version, input_digest, outcome, status, detail, rows)
-        # let the requests that are ready run up to their own commit first: a request runs without pausing from its
-        # arrival to here, so without this yield every one of a burst would find itself alone and write inline
-        await asyncio.sleep(0)
         try:
-            future = self.committer.submit_async(entry, rows, inline=self.in_flight <= 1)
+            future = self.committer.submit_async(entry, rows)
         except CommitQueueFull:
             self.metrics.rejected.labels("commit_queue_full").inc()
             raise

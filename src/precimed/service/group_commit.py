@@ -212,34 +212,17 @@ class GroupCommitter:
             elif self._closing:
                 self._cond.notify_all()  # close() waits for this write to end (an idle writer needs no wake-up)
 
-    def submit_async(self, entry: Entry, rows: Iterable[Base | Insert] = (), *,
-                     inline: bool = False) -> asyncio.Future[int]:
+    def submit_async(self, entry: Entry, rows: Iterable[Base | Insert] = ()) -> asyncio.Future[int]:
         """Queue `rows` and the audit row of `entry` for the writer thread; the returned future (of the running
         event loop) gets the audit seq once they are committed, or the unit's error.
 
-        With `inline` (the caller's request is the only one in flight in this process) and nothing being written or
-        queued, the unit is written at once on the calling thread, as `submit` does for an idle service: a lone
-        request then pays no thread hand-off, and no other request is there to be held up by the loop waiting for
-        the fsync. Otherwise the event loop never waits for a commit. CommitQueueFull or DatabaseUnavailable are
+        Never written on the calling thread: the event loop must not wait for an fsync, nor for the database's
+        write lock that another process (a second worker) may hold. CommitQueueFull or DatabaseUnavailable are
         raised at once, before anything is queued."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         unit = Unit(entry, [row_values(row) for row in rows], future=future)
         with self._cond:
-            write_now = inline and not self._closing and not self._busy and not self._queue
-            if write_now:
-                self._busy = True
-            else:
-                self._enqueue(unit)
-        if write_now:
-            unit.future = None  # settled here, below, not through the loop's queue
-            try:
-                self._write([unit])
-            finally:
-                self._idle()
-            try:
-                future.set_result(unit.outcome())
-            except BaseException as exc:  # the unit's own error, handed to the awaiting request
-                future.set_exception(exc)
+            self._enqueue(unit)
         return future
 
     def _enqueue(self, unit: Unit) -> None:

@@ -124,6 +124,10 @@ def _prepare(container: Container, principal: Principal, info: VersionInfo, bund
                     (row, *served), len(scored.rows))
 
 
+def _target_and_prepare(container: Container, principal: Principal, name: str, body: PatientsIn) -> Prepared:
+    return _prepare(container, principal, *_target(container, principal, name, body), body)
+
+
 def _committed(container: Container, prepared: Prepared) -> None:
     """After the commit: the refusal raised, or the counters and the retention purge."""
     if prepared.error is not None:
@@ -153,9 +157,8 @@ async def _run_async(container: Container, principal: Principal, name: str, body
             prepared = _prepare(container, principal, info, bundle, body)
         else:
             prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
-    else:
-        info, bundle = await run_in_threadpool(_target, container, principal, name, body)
-        prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
+    else:  # one hop to a worker thread for the registry read (a network round trip) and the scoring
+        prepared = await run_in_threadpool(_target_and_prepare, container, principal, name, body)
     await container.commit_async(principal, prepared.kind, **prepared.audit())
     _committed(container, prepared)
     return Response(content=prepared.text, media_type="application/json")
