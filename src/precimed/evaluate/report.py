@@ -46,6 +46,7 @@ SECTION_IDS: dict[str, tuple[str, ...]] = {
     "regression": ("calibration",),
     "survival": ("km-risk-groups", "td-auc", "survival-calibration"),
     "optional": ("training", "subgroups", "importance", "model-card"),
+    "uncertainty": ("uncertainty",),  # runs with `uncertainty:` only (metrics_doc["uncertainty"])
 }
 TASKS = ("binary", "multiclass", "regression", "survival")
 SMOOTH_BOOT = 200  # bootstrap replicates for the band of the smoothed calibration curve
@@ -486,6 +487,141 @@ def _importance(importance: Mapping[str, Mapping[str, float]] | None, image: str
     return _guard(s, build)
 
 
+_UNCERTAINTY_MEANING = {
+    "sets": "Coverage is the share of held-out patients whose true {what} lies in their {where}. If the calibration "
+            "patients and new patients are exchangeable (drawn from the same population), coverage is at least "
+            "the level on average over patients and calibration draws; it is not promised for one patient, "
+            "within a subgroup, or under dataset shift (another hospital, another era).",
+    "venn-abers": "The probability interval is a Venn-Abers range of the calibrated probability: not a confidence "
+                  "interval and it has no coverage level. It is wide where few calibration patients were scored "
+                  "alike; the observed event rate should lie near [mean lower, mean upper].",
+    "survival": "Survival coverage is the IPCW-weighted share of held-out patients with a known status at the "
+                "horizon whose status lies in a check set (the set is not returned to users); it is approximate, "
+                "assumes censoring independent of the event, and promises nothing when the held-out rows come from "
+                "another population (external validation). The risk interval is an IPCW Venn-Abers range: no "
+                "coverage level; the observed risk (IPCW) should lie near [mean lower, mean upper].",
+}
+
+
+def _coverage_plot(points: Sequence[tuple[str, str, Mapping[str, Any], float]], colors: Mapping[str, str]) -> str:
+    """Coverage with its CI bar per (model, output), the nominal level as a dashed mark per point."""
+    fig = pl._figure(6.4, 1.4 + 0.38 * len(points))
+    ax = fig.add_subplot()
+    for i, (model, _, entry, level) in enumerate(points):
+        value, low, high = (float(entry.get(k, math.nan)) for k in ("value", "ci_low", "ci_high"))
+        err = [[max(value - low, 0.0)], [max(high - value, 0.0)]] if math.isfinite(low + high) else None
+        ax.errorbar([value], [i], xerr=err, fmt="o", color=colors.get(model, pl.REFERENCE), capsize=4)
+        ax.plot([level, level], [i - 0.35, i + 0.35], color=pl.REFERENCE, linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(points)), [label for _, label, _, _ in points])
+    ax.invert_yaxis()
+    ax.set_xlabel("coverage on the held-out rows (dashed: nominal level)")
+    ax.set_title("Per-patient uncertainty: coverage")
+    ax.grid(alpha=0.3, axis="x")
+    return pl.figure_uri(fig)
+
+
+def _uncertainty(found: Mapping[str, Any], models: Sequence[str], task: str, doc: Mapping[str, Any],
+                 time_unit: str | None, colors: Mapping[str, str]) -> dict[str, Any]:
+    """The run's coverage check (``metrics_doc["uncertainty"]``, docs/uncertainty.md), one row per model (per
+    model and horizon for survival)."""
+    ci = int(round(100 * float((doc.get("bootstrap") or {}).get("level", 0.95))))
+    s = _section("uncertainty", "Per-patient uncertainty",
+                 "Each prediction's set or interval, fitted on calibration rows held out before any fitting and "
+                 f"checked here on the held-out rows ({ci}% CI: percentile bootstrap of those rows).")
+
+    def build(sec: dict[str, Any]) -> None:
+        names = [m for m in models if m in found] + [m for m in found if m not in models]
+        rows, points, low_models = [], [], []
+        for m in names:
+            e = found[m]
+            if not isinstance(e, Mapping):
+                continue
+            level, metrics = float(e.get("level", math.nan)), e.get("metrics") or {}
+            base = [m, f"{level:g}", str(e.get("method", "–")), str(e.get("n_calibration", "–")),
+                    str(e.get("n_evaluated", "–"))]
+            if task == "survival":
+                outs = list(dict.fromkeys(k.split(" ", 1)[1] for k in metrics if k.startswith("coverage ")))
+                for o in outs:
+                    cov = metrics.get(f"coverage {o}")
+                    label = _horizon_label(o, time_unit)
+                    rows.append([*base[:1], label, *base[1:], fmt_ci(cov), _f(_value(metrics, f"mean_set_size {o}"), 2),
+                                 _f(_value(metrics, f"mean_width {o}")),
+                                 _bracket(metrics, f"observed_risk {o}", f"mean_lower {o}", f"mean_upper {o}")])
+                    points.append((m, f"{m}: {label}", cov or {}, level))
+                    low_models += [f"{m} ({label})"] if _below(cov, level) else []
+                continue
+            cov = metrics.get("coverage")
+            points.append((m, m, cov or {}, level))
+            low_models += [m] if _below(cov, level) else []
+            spread = _f(math.sqrt((1 - level) * level / (int(e["n_calibration"]) + 2)), 3) \
+                if isinstance(e.get("n_calibration"), int) and math.isfinite(level) else "–"
+            if task == "regression":
+                rows.append([*base, fmt_ci(cov), spread, _f(_value(metrics, "mean_width"))])
+                continue
+            widths = [(k.split(" ", 1)[1], _value(metrics, k)) for k in metrics if k.startswith("mean_width ")]
+            width = "; ".join(f"{o} {_f(w)}" for o, w in widths) if task == "multiclass" else \
+                _f(widths[0][1]) if widths else "–"
+            row = [*base, fmt_ci(cov), spread, _f(_value(metrics, "mean_set_size"), 2),
+                   _f(_value(metrics, "empty_sets")), width]
+            if task == "binary":
+                row.append(_bracket(metrics, "observed_rate", "mean_lower probability", "mean_upper probability"))
+            rows.append(row)
+        head = ["model", "level", "method", "n calibration", "n evaluated", f"coverage ({ci}% CI)"]
+        if task == "survival":
+            head = ["model", "output", *head[1:], "mean set size", "mean Venn-Abers width",
+                    "observed risk vs mean [lower, upper]"]
+        elif task == "regression":
+            head += ["calibration-draw SD", "mean interval width"]
+        else:
+            head += ["calibration-draw SD", "mean set size", "empty sets", "mean Venn-Abers width"]
+            head += ["observed rate vs mean [lower, upper]"] if task == "binary" else []
+        sec["tables"].append(_table(head, rows))
+        if points:
+            sec["images"].append({"src": _coverage_plot(points, colors), "alt": "coverage per model with CI bars"})
+        if task == "survival":
+            sec["notes"].append(_UNCERTAINTY_MEANING["survival"])
+        else:
+            what, where = ("value", "interval") if task == "regression" else ("class", "prediction set")
+            sec["notes"].append(_UNCERTAINTY_MEANING["sets"].format(what=what, where=where))
+            sec["notes"].append("Calibration-draw SD: about sqrt(level·(1−level)/(n calibration + 2)), the spread of "
+                                "coverage from one draw of calibration rows; the CI shows test-sampling noise only.")
+            if task != "regression":
+                sec["notes"].append(_UNCERTAINTY_MEANING["venn-abers"])
+        calibration = (doc.get("data") or {}).get("calibration")
+        if isinstance(calibration, Mapping):
+            sec["notes"].append(f"Calibration rows: {calibration.get('name', '?')} (n = {calibration.get('n', '?')}), "
+                                "held out of the training rows; no model, preprocessor or search saw them.")
+        if low_models:
+            sec["notes"].append(f"Coverage below the nominal level beyond test-sampling noise (CI upper end under "
+                                f"the level): {', '.join(low_models)}. Expected under dataset shift; recalibrate on "
+                                "recent patients before relying on these intervals.")
+    return _guard(s, build)
+
+
+def _horizon_label(output: str, time_unit: str | None) -> str:
+    """'event_probability_1096days' → 'event by 1096 days'."""
+    m = re.fullmatch(r"event_probability_([0-9.eE+-]+)(.*)", output)
+    if not m:
+        return output
+    return f"event by {m.group(1)} {m.group(2) or time_unit or ''}".rstrip()
+
+
+def _bracket(metrics: Mapping[str, Any], observed: str, lower: str, upper: str) -> str:
+    """'0.357 vs [0.330, 0.379]': the observed rate against the mean Venn-Abers bounds."""
+    return (f"{_f(_value(metrics, observed))} vs [{_f(_value(metrics, lower))}, "
+            f"{_f(_value(metrics, upper))}]")
+
+
+def _value(metrics: Mapping[str, Any], key: str) -> float | None:
+    entry = metrics.get(key)
+    return entry.get("value") if isinstance(entry, Mapping) else entry
+
+
+def _below(entry: Mapping[str, Any] | None, level: float) -> bool:
+    high = (entry or {}).get("ci_high")
+    return isinstance(high, int | float) and math.isfinite(high) and high < level
+
+
 # ---------------------------------------------------------------------------------------------
 # public
 
@@ -553,6 +689,9 @@ def render_report(
         sections.append(_training(histories))
     if subgroups:
         sections.append(_subgroups(subgroups))
+    found = metrics_doc.get("uncertainty")
+    if isinstance(found, Mapping) and found:  # runs with `uncertainty:` only
+        sections.append(_uncertainty(found, names, task, metrics_doc, time_unit, colors))
     if importance or importance_plot:
         sections.append(_importance(importance, importance_plot, colors))
     if model_card_md:
@@ -575,7 +714,8 @@ def write_report(path: str | os.PathLike[str], **arguments: Any) -> Path:
     title : the page title.
     task : "binary", "multiclass", "regression" or "survival".
     metrics_doc : the run's ``metrics.json`` document (``models`` → metric → value/ci_low/ci_high;
-        ``data``, ``bootstrap``, ``horizons``/``time_unit``).
+        ``data``, ``bootstrap``, ``horizons``/``time_unit``; its ``uncertainty`` entry, when present, adds the
+        per-patient uncertainty section: coverage on the held-out rows per model, docs/uncertainty.md).
     quality : ``{"train": quality_report(...), "test": quality_report(...)}`` or None.
     train_frame, test_frame : typed feature frames (``Cohort.X``) of the development and evaluation
         rows; None leaves that split's columns out of Table 1 (``train_frame=None`` when

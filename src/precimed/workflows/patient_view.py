@@ -188,11 +188,15 @@ def _category_key(bundle: Bundle, f: FeatureConfig, value: Any) -> str | None:
 
 def _from_metadata(doc: Mapping[str, Any]) -> Distribution:
     ranges, quantiles, shares, n = {}, {}, {}, 0
+    percentile_range = False
     for name, d in doc.items():
         if not isinstance(d, Mapping):
             continue
         n = max(n, int(d.get("n") or 0))
-        if d.get("min") is not None and d.get("max") is not None:
+        if d.get("range") is not None:  # training.distribution_summary: the 1st-99th percentile, never a min/max
+            ranges[name] = (float(d["range"][0]), float(d["range"][1]))
+            percentile_range = True
+        elif d.get("min") is not None and d.get("max") is not None:
             ranges[name] = (float(d["min"]), float(d["max"]))
         q = d.get("quantiles")
         if isinstance(q, Mapping) and q:
@@ -200,8 +204,9 @@ def _from_metadata(doc: Mapping[str, Any]) -> Distribution:
             quantiles[name] = (np.array([lv for lv, _ in levels]), np.array([v for _, v in levels]))
         if isinstance(d.get("shares"), Mapping):
             shares[name] = {str(k): float(v) for k, v in d["shares"].items()}
-    return Distribution(f"the {n} training patients (summary stored in the bundle)", True, ranges=ranges,
-                        quantiles=quantiles, shares=shares, n=n)
+    basis = f"the {n} training patients (summary stored in the bundle" + (
+        "; the range is their 1st to 99th percentile)" if percentile_range else ")")
+    return Distribution(basis, not percentile_range, ranges=ranges, quantiles=quantiles, shares=shares, n=n)
 
 
 def _float32_digits(values: np.ndarray) -> np.ndarray:

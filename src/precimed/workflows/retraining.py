@@ -28,7 +28,10 @@ update the champion's primary model through ``workflows.updating`` (the champion
 
 Writes, in one rename, ``OUT/challenger/bundle`` (metadata: ``parent`` = the champion's ref, ``retraining`` = the
 data window as counts, time range and SHA-256 digests of the sorted ids, never the ids), ``OUT/challenger/
-metrics.json`` and ``report.html`` (retrain only), ``OUT/decision.json`` and ``OUT/retraining.html``. A failure
+metrics.json`` and ``report.html`` (retrain only), ``OUT/decision.json`` and ``OUT/retraining.html``. A champion
+trained with ``uncertainty:``: a retrained challenger holds its own calibration rows out of the training part and
+keeps the intervals fitted on them (coverage on the held-out rows in ``decision.json["uncertainty"]``); an updated
+one drops the intervals of the updated model (``workflows.updating.carried_uncertainty``). A failure
 anywhere raises a PrecimedError and leaves ``OUT`` absent. This module never touches a registry: the service layer
 (``precimed retrain``) registers and stages a promoted challenger and writes the audit row.
 
@@ -75,7 +78,14 @@ from precimed.workflows._run import Echo, check_outputs_apart, load_cohort, quie
 from precimed.workflows.drift import reference_frame
 from precimed.workflows.fairness import subgroup_columns
 from precimed.workflows.training import train_from_config
-from precimed.workflows.updating import PARENT_SUFFIX, FineTuneSettings, UpdateSettings, data_window, update_model
+from precimed.workflows.updating import (
+    PARENT_SUFFIX,
+    FineTuneSettings,
+    UpdateSettings,
+    carried_uncertainty,
+    data_window,
+    update_model,
+)
 
 __all__ = ["CHALLENGERS", "Decision", "Gate", "Period", "RetrainPolicy", "RetrainingError", "SimulatedClock",
            "SystemClock", "calendar_year", "challenge", "load_policy", "parse_period", "parse_time", "run_schedule",
@@ -594,6 +604,7 @@ class Challenger:
     holdout: Cohort
     save: Callable[[Path, dict[str, Any]], Path]
     extra_dirs: dict[str, Path] = field(default_factory=dict)
+    uncertainty: dict[str, Any] | None = None  # what became of per-patient uncertainty (decision.json)
 
 
 def retraining_config(cfg: RunConfig, window: Window, policy: RetrainPolicy) -> RunConfig:
@@ -634,20 +645,45 @@ def _retrain(champion: Bundle, window: Window, policy: RetrainPolicy, work: Path
         holdout = load_cohort(cfg.data.test, cfg, classes=classes)  # type: ignore[arg-type]
     else:
         train, holdout = _random_parts(load_cohort(cfg.data.train, cfg, classes=classes), policy, cfg)
-    if int(trained.metadata["training_data"]["n"]) != len(train):
-        raise DataError(f"the challenger was trained on {trained.metadata['training_data']['n']} rows but its config "
-                        f"re-loads {len(train)}; the new data changed during the run")
+    fitted, calibration = _training_rows(trained.metadata)
+    if fitted + calibration != len(train):
+        held = f" and held out {calibration} to calibrate its uncertainty" if calibration else ""
+        raise DataError(f"the challenger was trained on {fitted} rows{held} but its config re-loads {len(train)}; "
+                        "the new data changed during the run")
 
     def save(dest: Path, extra: dict[str, Any]) -> Path:
         meta = {k: v for k, v in trained.metadata.items() if k not in _GENERATED}
         card = trained.path / "model_card.md"
         return save_bundle(dest, config=cfg, preprocessor=trained.preprocessor, models=trained.models,
                            background=trained.background, metadata=meta | extra,
+                           uncertainty=trained.uncertainty or None,  # fitted on the challenger's own calibration rows
                            extra_files={"model_card.md": card.read_bytes()} if card.is_file() else None)
 
     primary = trained.primary
     return Challenger(primary, trained.models[primary], trained.preprocessor, train, holdout, save,
-                      {"metrics.json": run.out_dir / "metrics.json", "report.html": run.out_dir / "report.html"})
+                      {"metrics.json": run.out_dir / "metrics.json", "report.html": run.out_dir / "report.html"},
+                      _challenger_uncertainty(trained.metadata, primary))
+
+
+def _training_rows(metadata: Mapping[str, Any]) -> tuple[int, int]:
+    """(rows the challenger's models were fitted on, rows held out to calibrate its uncertainty): a run with
+    ``uncertainty:`` holds the calibration rows out of the training part, so together they are the training part."""
+    calibration = ((metadata.get("uncertainty") or {}).get("calibration_data") or {}).get("n") or 0
+    return int(metadata["training_data"]["n"]), int(calibration)
+
+
+def _challenger_uncertainty(metadata: Mapping[str, Any], primary: str) -> dict[str, Any] | None:
+    """decision.json's summary of the retrained challenger's per-patient uncertainty: level, calibration rows and
+    its coverage on the held-out rows (the training run's check; its test rows are the held-out rows)."""
+    unc = metadata.get("uncertainty")
+    if not unc:
+        return None
+    check = (unc.get("coverage") or {}).get(primary) or {}
+    return {"kept": True, "level": unc.get("level"), "method": check.get("method"),
+            "n_calibration": check.get("n_calibration"), "n_evaluated": check.get("n_evaluated"),
+            "coverage": check.get("metrics"),
+            "note": "fitted on the challenger's own calibration rows (held out of its training part); checked on "
+                    "the held-out rows"}
 
 
 _GENERATED = ("format", "name", "precimed_version", "created_utc", "libraries", "config", "models", "sha256",
@@ -669,13 +705,18 @@ def _update(champion: Bundle, window: Window, policy: RetrainPolicy, echo: Echo)
     name = update.name
     keep_parent = update.preprocessor is champion.preprocessor
     models = {name: update.model, **({name + PARENT_SUFFIX: champion.models[name]} if keep_parent else {})}
+    uncertainty, uncertainty_note = carried_uncertainty(champion, name, keep_parent=keep_parent)
+    if uncertainty_note is not None:
+        echo(uncertainty_note["note"])
     record = {"parent": champion.ref, "parent_model": name, "method": method,
               "settings": settings.model_dump(mode="json"), "fitted": update.details,
-              "data": data_window(train, cfg.task.kind), "holdout": data_window(holdout, cfg.task.kind)}
+              "data": data_window(train, cfg.task.kind), "holdout": data_window(holdout, cfg.task.kind),
+              **({"uncertainty": uncertainty_note} if uncertainty_note is not None else {})}
 
     def save(dest: Path, extra: dict[str, Any]) -> Path:
         return save_bundle(dest, config=cfg, preprocessor=update.preprocessor, models=models,
-                           background=champion.background if keep_parent else None, metadata={
+                           background=champion.background if keep_parent else None, uncertainty=uncertainty,
+                           metadata={
             "primary_model": name,
             "comparisons": [f"{name} - {name}{PARENT_SUFFIX}"] if keep_parent else [],
             "id_column": champion.metadata["id_column"],
@@ -687,7 +728,8 @@ def _update(champion: Bundle, window: Window, policy: RetrainPolicy, echo: Echo)
             "update": record,
         } | extra)
 
-    return Challenger(name, update.model, update.preprocessor, train, holdout, save)
+    note = None if uncertainty_note is None else uncertainty_note | {"kept": False}
+    return Challenger(name, update.model, update.preprocessor, train, holdout, save, uncertainty=note)
 
 
 # ----- scoring and gates -------------------------------------------------------------------------------------------
@@ -989,6 +1031,8 @@ def _challenge(champion_bundle_dir: Path | str, new_data: str, policy: RetrainPo
             "metrics": metrics, "horizons": horizons, "time_unit": cfg.task.time_unit if task == "survival" else None,
             "drift": drift, "policy": policy.model_dump(mode="json"), "notes": notes,
         }
+        if chal.uncertainty is not None:
+            doc["uncertainty"] = chal.uncertainty
         write_json(tmp / "decision.json", doc)
         _write_report(tmp / "retraining.html", doc)
         digest = hashlib.sha256((tmp / "decision.json").read_bytes()).hexdigest()
@@ -1133,6 +1177,16 @@ def _write_report(path: Path, doc: Mapping[str, Any]) -> None:
     else:
         ds["notes"].append(drift.get("note", "not computed"))
     sections.append(ds)
+    unc = doc.get("uncertainty")
+    if unc:
+        us = _section("uncertainty", "Per-patient uncertainty", unc["note"] if not unc.get("kept") else
+                      f"The challenger's intervals (level {unc['level']:g}, {unc['method']}) were fitted on "
+                      f"{unc['n_calibration']} calibration rows held out of its training part and checked on the "
+                      f"{unc['n_evaluated']} held-out rows. Coverage is reported, not gated (docs/uncertainty.md).")
+        if unc.get("kept"):
+            us["tables"].append(_table(["metric", "value (CI)"], [[k, _ci(v)] for k, v in
+                                                                  (unc.get("coverage") or {}).items()]))
+        sections.append(us)
     w = doc["window"]
     data = _section("window", "Data window and trigger",
                     "What the run saw: counts, time range and SHA-256 digests of the sorted patient ids (never the "

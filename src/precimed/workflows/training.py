@@ -17,13 +17,15 @@ import pandas as pd
 from precimed.atomic import atomic_dir
 from precimed.bundle import save_bundle
 from precimed.cohort import Cohort, split_rows
-from precimed.config import RunConfig, SplitConfig, load_config
+from precimed.config import FeatureConfig, RunConfig, SplitConfig, load_config
 from precimed.errors import DataError
 from precimed.evaluate import background_sample
 from precimed.evaluate.conformal import Uncertainty, check_calibration_size, coverage_report, fit_uncertainty
 from precimed.evaluate.scoring import score_models
 from precimed.jsonio import write_json
 from precimed.preprocess import TabularPreprocessor, quality_report
+from precimed.preprocess.encoders import is_blank, value_key
+from precimed.preprocess.tabular import BINARY_FALSE, BINARY_TRUE, binary_key
 from precimed.train import catalogue
 from precimed.train.private import fit_private
 from precimed.train.search import tune_net
@@ -42,6 +44,10 @@ from precimed.workflows.fairness import analyse_subgroups
 from precimed.workflows.reporting import card_for, write_run_report
 
 DEMO_CONFIG = "rotterdam-gbsg.yaml"
+#: quantile levels of a numeric feature in the bundle's training distribution; the first and last bound its range
+DISTRIBUTION_QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+#: fewer values than this and a feature's summary is its count only
+MIN_SUMMARY_VALUES = 10
 
 
 def tune(cfg: RunConfig, name: str, X: np.ndarray, y: np.ndarray, *, progress: bool, echo: Echo) -> dict | None:
@@ -118,6 +124,73 @@ def hold_out_calibration(cfg: RunConfig, train: Cohort) -> tuple[Cohort, Cohort 
         check_calibration_size(len(cal_rows), cfg.uncertainty.level, f"{train.name} calibration rows")
     return (train.subset(fit_rows, f"{train.name} (fitting rows)"),
             train.subset(cal_rows, f"{train.name} (calibration rows)"))
+
+
+def distribution_summary(features: list[FeatureConfig], frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per feature, what the patient page compares a new patient with (``patient_view.training_distribution``),
+    from the rows given: the FITTING rows of a run, never its calibration or test rows.
+
+    Numeric: ``n`` (values the model used: recorded and inside the plausible range, as the preprocessor reads them),
+    ``quantiles`` {level: value} at :data:`DISTRIBUTION_QUANTILES` (numpy's linear interpolation) and ``range``, the
+    1st to 99th percentile. No minimum or maximum is stored: each is one real patient's value. Binary, categorical
+    and ordinal: ``n`` and ``shares`` {category: fraction} (binary keyed "1" / "0" as the model encodes them).
+    A feature with fewer than :data:`MIN_SUMMARY_VALUES` values gets ``n`` and a note only (its quantiles would be
+    single patients' values); genotype features are not summarised.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for f in features:
+        if f.name not in frame.columns or f.kind == "genotype":
+            continue
+        column = frame[f.name]
+        observed = column[~column.map(is_blank).to_numpy(dtype=bool)]
+        entry: dict[str, Any] = {"kind": f.kind}
+        if f.kind == "numeric":
+            values = pd.to_numeric(observed, errors="coerce").to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if f.range is not None:
+                values = values[(values >= f.range[0]) & (values <= f.range[1])]
+            entry["n"] = int(len(values))
+            if len(values) < MIN_SUMMARY_VALUES:
+                out[f.name] = entry | {"note": f"fewer than {MIN_SUMMARY_VALUES} values: not summarised"}
+                continue
+            q = np.quantile(values, DISTRIBUTION_QUANTILES)
+            entry["quantiles"] = {f"{level:g}": float(v) for level, v in zip(DISTRIBUTION_QUANTILES, q, strict=True)}
+            entry["range"] = [float(q[0]), float(q[-1])]
+            entry["range_quantiles"] = [DISTRIBUTION_QUANTILES[0], DISTRIBUTION_QUANTILES[-1]]
+        else:
+            if f.kind == "binary":
+                positive = {binary_key(v) for v in f.positive or []}
+                keys = [_binary_code(binary_key(v), positive) for v in observed]
+            else:
+                keys = [value_key(v) for v in observed]
+            counts = pd.Series([k for k in keys if k is not None], dtype=object).value_counts()
+            entry["n"] = int(counts.sum())
+            if entry["n"] < MIN_SUMMARY_VALUES:
+                out[f.name] = entry | {"note": f"fewer than {MIN_SUMMARY_VALUES} values: not summarised"}
+                continue
+            entry["shares"] = {str(k): float(c / entry["n"]) for k, c in counts.sort_index().items()}
+        out[f.name] = entry
+    return out
+
+
+def _binary_code(key: str, positive: set[str]) -> str | None:
+    """A binary value's code as the preprocessor gives it: "1" / "0" (None: a value it cannot read)."""
+    if positive:
+        return "1" if key in positive else "0"
+    return "1" if key in BINARY_TRUE else "0" if key in BINARY_FALSE else None
+
+
+def _distribution_metadata(cfg: RunConfig, train: Cohort) -> dict[str, Any]:
+    """The bundle metadata keys ``training_distribution`` (None when not stored) and ``training_distribution_info``
+    (which rows it describes, or why it was not stored)."""
+    if cfg.training.privacy is not None:
+        return {"training_distribution": None, "training_distribution_info": {
+            "stored": False, "reason": "differentially private run: the DP guarantee covers the model weights only, "
+                                       "so no summary of the training rows is stored beside them"}}
+    return {"training_distribution": distribution_summary(cfg.features, train.X), "training_distribution_info": {
+        "stored": True, "rows": train.name, "n": len(train), "patients": int(train.X.index.nunique()),
+        "note": "fitting rows only (no calibration or test rows); numeric features: quantiles and the 1st-99th "
+                "percentile range, never a minimum or maximum"}}
 
 
 def _output_table(cfg: RunConfig, model: Any, X: np.ndarray, classes: list[str] | None) -> dict[str, np.ndarray]:
@@ -213,6 +286,7 @@ def train_from_config(cfg: RunConfig, out_dir: Path | str, *, overwrite: bool = 
             "metrics": ev.results,
             "intended_use": cfg.description or f"{cfg.task.kind} model trained on {train.name}",
             "privacy": doc.get("privacy"),
+            **_distribution_metadata(cfg, train),
             **({"uncertainty": {"level": cfg.uncertainty.level, "calibration_data": doc["data"]["calibration"],
                                 "coverage": doc["uncertainty"]}} if uncertainty else {}),
         })

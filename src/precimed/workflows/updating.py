@@ -17,7 +17,9 @@ name@metadata-sha prefix) and ``update``: the method, its settings, the fitted r
 fine-tuned, and the data window (rows, events, a SHA-256 digest of the patient ids; never the ids). With
 ``settings.holdout`` a stratified part of the new rows is kept out of the update and both models are scored on
 it with paired bootstrap CIs (``metrics`` / ``comparisons`` in update.json). The folder is published in one
-rename, so a failed update leaves nothing behind.
+rename, so a failed update leaves nothing behind. Per-patient intervals (``uncertainty.json``) were calibrated on
+the parent's outputs: the updated model gets none, the unchanged parent keeps its own, and ``update.uncertainty``
+says so (:func:`carried_uncertainty`).
 
 ``update_model`` is the in-memory core (a loaded bundle and a cohort in, the updated model out) for callers that
 compare updates without writing bundles (benchmarks/site_transfer.py, the retraining simulation).
@@ -39,6 +41,7 @@ from precimed.atomic import atomic_dir
 from precimed.bundle import Bundle, load_bundle, save_bundle
 from precimed.cohort import Cohort
 from precimed.errors import ConfigError, DataError
+from precimed.evaluate.conformal import Uncertainty
 from precimed.evaluate.scoring import score_models
 from precimed.jsonio import write_json
 from precimed.limits import read_user_text
@@ -57,8 +60,8 @@ from precimed.workflows._run import (
     scoring_settings,
 )
 
-__all__ = ["METHODS", "FineTuneSettings", "Update", "UpdateSettings", "data_window", "labelled_cohort",
-           "load_update_settings", "update_bundle", "update_model"]
+__all__ = ["METHODS", "FineTuneSettings", "Update", "UpdateSettings", "carried_uncertainty", "data_window",
+           "labelled_cohort", "load_update_settings", "update_bundle", "update_model"]
 
 METHODS = ("recalibrate", "recalibrate_intercept", "finetune")
 PARENT_SUFFIX = "_parent"
@@ -214,6 +217,29 @@ def update_model(bundle: Bundle, cohort: Cohort, *, method: str = "recalibrate",
     return Update(name, model, pre, details)
 
 
+def carried_uncertainty(bundle: Bundle, name: str, *, keep_parent: bool) -> tuple[dict[str, Uncertainty] | None,
+                                                                               dict[str, Any] | None]:
+    """What becomes of the parent's per-patient uncertainty (docs/uncertainty.md) in an updated bundle.
+
+    The updated model's outputs differ from the ones the intervals were calibrated on, so its intervals are dropped:
+    stored for it they would claim a coverage nobody checked. The untouched parent (kept as ``<name>_parent`` when
+    the encoding is unchanged) scores exactly as before, so its own uncertainty still holds for it and goes with it.
+    Returns (uncertainty for ``save_bundle`` or None, the metadata record saying so or None when the parent had
+    none).
+    """
+    unc = bundle.uncertainty.get(name)
+    if unc is None:
+        return None, None
+    kept = {name + PARENT_SUFFIX: unc} if keep_parent else None
+    record = {"level": unc.level, "method": unc.method, "updated_model": "dropped",
+              "parent_model": "kept" if kept else "not in the bundle",
+              "note": f"{name!r} was updated, so the intervals calibrated for its parent no longer describe it and "
+                      "were dropped: its predictions carry no interval keys. Retrain with an uncertainty: section "
+                      "to get intervals fitted on held-out rows of the new data"
+                      + (f"; {name + PARENT_SUFFIX!r} is unchanged and keeps its own" if kept else "") + "."}
+    return kept, record
+
+
 def _split(cohort: Cohort, fraction: float, task: str, seed: int) -> tuple[Cohort, Cohort | None]:
     """(rows that update, rows that score) — stratified on the outcome (survival: the event)."""
     if fraction <= 0:
@@ -254,10 +280,14 @@ def update_bundle(bundle_dir: Path | str, new_data: str, out_dir: Path | str, *,
     keep_parent = update.preprocessor is bundle.preprocessor
     models = {name: update.model, **({parent_name: bundle.models[name]} if keep_parent else {})}
     comparisons = [(name, parent_name)] if keep_parent else []
+    uncertainty, uncertainty_note = carried_uncertainty(bundle, name, keep_parent=keep_parent)
+    if uncertainty_note is not None:
+        echo(uncertainty_note["note"])
     record = {"parent": bundle.ref, "parent_model": name, "method": method,
               "settings": settings.model_dump(mode="json"), "fitted": update.details,
               "data": data_window(fit_part, task),
-              "holdout": None if holdout is None else data_window(holdout, task)}
+              "holdout": None if holdout is None else data_window(holdout, task),
+              **({"uncertainty": uncertainty_note} if uncertainty_note is not None else {})}
     doc: dict[str, Any] = {"task": task, "run": cfg.name, "update": record}
     results: dict[str, Any] = {}
     if holdout is not None:
@@ -270,7 +300,7 @@ def update_bundle(bundle_dir: Path | str, new_data: str, out_dir: Path | str, *,
                           primary=name) | {"update": record}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_bundle(tmp / "bundle", config=cfg, preprocessor=update.preprocessor, models=models,
-                    background=bundle.background if keep_parent else None, metadata={
+                    background=bundle.background if keep_parent else None, uncertainty=uncertainty, metadata={
             "primary_model": name,
             "comparisons": [f"{a} - {b}" for a, b in comparisons],
             "id_column": bundle.metadata["id_column"],
