@@ -4,6 +4,10 @@
 // - An htmx request that fails (403, 422, 500 ...) is not swapped in (htmx's default); its message is shown in the
 //   page's #htmx-error box, as text only (the error page is parsed, never inserted as HTML).
 // - A session that ended answers htmx with HX-Redirect to /signin, which htmx follows as a full page load.
+// - A Print button (any element with a data-print attribute, e.g. on the patient result) opens the browser's print
+//   dialog; the page's print stylesheet lays the result out for paper. It is rendered hidden and shown here, so a
+//   browser without JavaScript never shows a button that does nothing. Result fragments arrive by htmx swaps, hence
+//   the click is handled on the document and buttons are revealed again after every swap.
 (function () {
   "use strict";
   function csrfToken() {
@@ -41,4 +45,21 @@
     var box = errorBox();
     if (box) { box.hidden = true; }
   });
+  function revealPrintButtons(root) {
+    var scope = root && root.querySelectorAll ? root : document;
+    var buttons = scope.querySelectorAll("[data-print][hidden]");
+    for (var i = 0; i < buttons.length; i++) { buttons[i].hidden = false; }
+  }
+  document.addEventListener("click", function (event) {
+    var target = event.target instanceof Element ? event.target.closest("[data-print]") : null;
+    if (!target) { return; }
+    event.preventDefault();
+    window.print();
+  });
+  document.addEventListener("htmx:afterSettle", function () { revealPrintButtons(document); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { revealPrintButtons(document); });
+  } else {
+    revealPrintButtons(document);
+  }
 })();
