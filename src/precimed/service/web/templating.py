@@ -14,12 +14,14 @@ the Content-Security-Policy forbids inline script).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from precimed.service.web.session import CSRF_COOKIE, WebUser, csrf_token_for, set_cookie
 
@@ -48,6 +50,24 @@ def static(path: str) -> str:
 
 
 _env.globals["static"] = static
+
+
+def when(value: Any) -> Markup | str:
+    """An ISO 8601 time as `<time datetime=ISO>YYYY-MM-DD HH:MM UTC</time>` (to the minute, in UTC); anything else
+    (None, a value that is not a time) as it is, escaped."""
+    if value is None or value == "":
+        return "–"
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    label = moment.strftime("%Y-%m-%d %H:%M") + (" UTC" if moment.tzinfo is not None else "")
+    return Markup('<time datetime="{}">{}</time>').format(moment.isoformat(), label)
+
+
+_env.filters["when"] = when
 
 
 def environment() -> Environment:
