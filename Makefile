@@ -27,9 +27,12 @@ demo: $(VENV)/.installed-data
 imaging-data:
 	@bash scripts/fetch_imaging_data.sh || echo "imaging data not fetched: the tests that need it are skipped"
 
+# The browser tests (tests/browser) drive Debian's Chromium, which scripts/install-chromium.sh installs with apt if
+# missing.
 # The service tests also run against a real PostgreSQL: scripts/start_postgres.sh installs it with apt if
 # missing and starts a throwaway cluster under /tmp; that cluster (only) is stopped after the tests.
 test: $(VENV)/.installed-dev imaging-data
+	@bash scripts/install-chromium.sh || echo "Chromium not installed: the browser tests (tests/browser) are skipped with the reason"
 	@url=$$(bash scripts/start_postgres.sh 2>.postgres.log) || { url=""; \
 	  echo "PostgreSQL did not start (see .postgres.log): its tests are skipped with the reason"; }; \
 	$(BIN)/lint-imports --no-cache && PRECIMED_TEST_PG_URL="$$url" $(BIN)/python -m pytest -n 2 --durations=10; \
