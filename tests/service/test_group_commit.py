@@ -64,6 +64,10 @@ class WriteLock:
             self.conn.execute(text("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE"))
 
     def release(self) -> None:
+        """Let the writers go (idempotent)."""
+        if getattr(self, "released", False):
+            return
+        self.released = True
         self.conn.rollback()
         self.conn.close()
         if not self.sqlite:
@@ -123,13 +127,18 @@ def test_concurrent_requests_are_committed_together_each_with_its_own_audit_row(
         before = committer.stats.batches
         lock = WriteLock(svc.db_url)
         n = 12
-        with ThreadPoolExecutor(n) as pool:
-            futures = [pool.submit(_predict, svc) for _ in range(n)]
-            # one request's writer waits for the lock; the other n - 1 queue behind it
-            _wait_for(lambda: committer.writing and committer.pending() == n - 1, "the requests to queue")
-            assert not any(f.done() for f in futures)  # nobody is answered before their audit row is committed
-            lock.release()
-            responses = [f.result() for f in futures]
+        try:
+            with ThreadPoolExecutor(n) as pool:
+                # one request's transaction waits for the lock; the other n - 1 then queue behind it
+                futures = [pool.submit(_predict, svc)]
+                _wait_for(lambda: committer.writing, "the first request's writer to wait for the lock")
+                futures += [pool.submit(_predict, svc) for _ in range(n - 1)]
+                _wait_for(lambda: committer.pending() == n - 1, "the requests to queue")
+                assert not any(f.done() for f in futures)  # nobody is answered before their audit row is committed
+                lock.release()
+                responses = [f.result() for f in futures]
+        finally:
+            lock.release()  # (again: a no-op once released) a failed wait must not leave the writers blocked
         assert [r.status_code for r in responses] == [200] * n
         assert committer.stats.batches - before == 2 and committer.stats.largest == n - 1  # 1, then n - 1 at once
         ids = [r.json()["id"] for r in responses]
