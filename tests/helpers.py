@@ -64,3 +64,13 @@ def serve_subprocess(registry, port: int, *, db: str | None = None, workers: int
             time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)
     pytest.fail(f"precimed serve did not answer in {timeout:.0f} s")
+
+
+def run_coroutine(coro):
+    """`asyncio.run(coro)` in a thread of its own: a test process that ran the browser tests has Playwright's event
+    loop running in its main thread, where asyncio.run refuses to start a second one."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from helpers import run_coroutine
 from precimed.errors import DataError
 from precimed.monitoring import Monitor
 from precimed.workflows.wards import BoardHub, SubscriberDropped, WardBoard, Wards
@@ -105,4 +106,4 @@ def test_subscribers_hear_their_ward_and_a_slow_one_is_dropped_without_blocking(
         hub.unsubscribe(slow)
         assert len(hub) == 2
 
-    asyncio.run(main())
+    run_coroutine(main())

@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
-from helpers import free_port, serve_subprocess
+from helpers import free_port, run_coroutine, serve_subprocess
 from service.conftest import PATIENT, start
 
 DEADLINE = 120.0  # seconds to wait for a state before calling it a hang (never a speed requirement)
@@ -436,7 +436,7 @@ def test_async_units_arriving_together_share_one_commit_and_each_future_gets_its
             lock.release()
             return list(await asyncio.gather(*futures))
 
-        seqs = asyncio.run(burst())
+        seqs = run_coroutine(burst())
         assert len(set(seqs)) == 6
         assert {f"async-{i}" for i in range(6)} <= _stored_predictions(svc)
         assert set(seqs) <= set(_audit_actions(svc))
@@ -473,7 +473,7 @@ def test_a_poisoned_async_unit_fails_alone_and_a_cancelled_waiter_still_has_its_
             lock.release()
             return await asyncio.gather(good, bad, return_exceptions=True)
 
-        good, bad = asyncio.run(mixed())
+        good, bad = run_coroutine(mixed())
         _wait_for(lambda: not committer.writing and committer.pending() == 0, "the writer to finish")
         assert isinstance(good, int)
         assert isinstance(bad, IntegrityError)

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from helpers import run_coroutine
 from precimed.service.db import AuditRow, WebSessionRow
 from precimed.service.web import session as sessions
 from precimed.service.web.session import WebUser, csrf_protect, page_user
@@ -255,7 +256,6 @@ def test_session_ends_after_session_minutes(web, monkeypatch):
 
 
 def test_fresh_lookup_sees_a_revocation_within_one_request(web):
-    import asyncio
 
     from starlette.requests import Request as StarletteRequest
 
@@ -271,7 +271,7 @@ def test_fresh_lookup_sees_a_revocation_within_one_request(web):
         fresh = await sessions.current_user(request, web.container, fresh=True)
         return first, cached, fresh
 
-    first, cached, fresh = asyncio.run(check())
+    first, cached, fresh = run_coroutine(check())
     assert first is not None and cached == first and fresh is None
 
 
