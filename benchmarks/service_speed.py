@@ -159,16 +159,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(args: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    """A server in its own process group (so that its workers are stopped or killed with it)."""
+def start(args: list[str], env: dict[str, str] | None = None, log: Path | None = None
+          ) -> tuple[subprocess.Popen, str]:
+    """A server in its own process group (so that its workers are stopped or killed with it). Its stderr goes to
+    `log` when given (a server that logs every request would fill a pipe nobody reads), else to a pipe read when
+    it fails to start."""
     port = free_port()
+    sink = open(log, "wb") if log is not None else subprocess.PIPE  # noqa: SIM115 (the child keeps it open)
     proc = subprocess.Popen([sys.executable, *args, "--port", str(port)], env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)
+    if log is not None:
+        sink.close()
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server {args[:3]} exited: {proc.stderr.read().decode()[-2000:]}")
+            why = log.read_text(errors="replace") if log is not None else proc.stderr.read().decode()
+            raise SystemExit(f"server {args[:3]} exited: {why[-2000:]}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return proc, url

@@ -27,11 +27,8 @@ geometry, in this process. Target: web p50 < 300 ms.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from service_speed import start, stop  # the same folder: how a server is started and stopped
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "runs" / "demo" / "bundle"
@@ -98,44 +96,10 @@ def patient_for(bundle_path: Path) -> dict:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(registry: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`precimed serve` on a free port; its log goes to a file (a pipe nobody reads would fill and stall it)."""
-    port = free_port()
-    env = {**os.environ, "PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000", "OMP_NUM_THREADS": "1"}
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "precimed.cli", "serve", "--registry", str(registry), "--port",
-                                 str(port), "--workers", "1"], env=env, stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"precimed serve exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("precimed serve did not answer in 120 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """`precimed serve` on a free port, one worker, its log in a file (service_speed.start)."""
+    env = {"PRECIMED_RATE_PER_MINUTE": "1e9", "PRECIMED_RATE_BURST": "1000000", "OMP_NUM_THREADS": "1"}
+    return start(["-m", "precimed.cli", "serve", "--registry", str(registry), "--workers", "1"], env, log=log)
 
 
 def signed_in(url: str, token: str) -> httpx.Client:

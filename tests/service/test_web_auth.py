@@ -7,7 +7,6 @@ tests/service/conftest.py) through FastAPI's TestClient, as a browser would: coo
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -24,14 +23,7 @@ from precimed.service.web import session as sessions
 from precimed.service.web.session import WebUser, csrf_protect, page_user
 from precimed.service.web.templating import STATIC, render
 from service.conftest import start
-
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
+from service.web_helpers import csrf_of
 
 
 def sign_in(client: TestClient, token: str, next_path: str | None = None):

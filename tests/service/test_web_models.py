@@ -7,32 +7,18 @@ from __future__ import annotations
 import re
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from precimed.service import cli_commands as cli
 from precimed.service.db import AuditRow
 from precimed.workflows.model_pages import drift_dir
 from service.conftest import start
+from service.web_helpers import browser, csrf_of
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CI = re.compile(r"AUROC \d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)")
 CI_CELL = re.compile(r'AUROC</th><td class="num">\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)</td>')
 
 
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def browser(svc, role: str) -> TestClient:
-    client = TestClient(svc.app)
-    page = client.get("/signin")
-    r = client.post("/signin", data={"token": svc.tokens[role], "csrf_token": csrf_of(page.text)},
-                    follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def actions(svc, actor: str) -> list[str]:

@@ -17,16 +17,11 @@ from precimed.service.db import AuditRow, PlanRow, PredictionRow
 from precimed.workflows import patient_view as pv
 from service.conftest import PATIENT
 from service.test_fhir_cds import BUNDLE
+from service.web_helpers import csrf_of
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 URL = "/patients/pima-small"
 FORM = {k: str(v) for k, v in PATIENT.items()}
 
-
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
 
 
 def signed_in(svc, role: str = "clinician"):

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from precimed.service.db import AuditRow
 from precimed.service.web import pages_ward
 from service.conftest import start
+from service.web_helpers import browser, csrf_of
 
-CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 CALM = {"resp_rate": 16, "spo2": 97, "systolic_bp": 125, "pulse": 75, "consciousness": "A", "temperature": 36.8,
         "on_oxygen": False}
 MEDIUM = {**CALM, "resp_rate": 22, "pulse": 112, "temperature": 38.5}  # NEWS2 5: medium
@@ -34,20 +34,6 @@ def obs(pid, hour, vitals=CALM, **extra):
     return {"patient_id": pid, "time": f"2026-03-01T{hour:02d}:00:00+00:00", **vitals, **extra}
 
 
-def csrf_of(html: str) -> str:
-    found = CSRF_INPUT.search(html)
-    assert found, "the page has no CSRF field"
-    return found.group(1)
-
-
-def browser(svc, role: str) -> TestClient:
-    """A fresh browser signed in with the role's token."""
-    client = TestClient(svc.app)
-    page = client.get("/signin")
-    r = client.post("/signin", data={"token": svc.tokens[role], "csrf_token": csrf_of(page.text)},
-                    follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def post_vitals(svc, observations):
