@@ -37,25 +37,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from service_speed import start, stop  # the same folder: how a server is started and stopped
+import service_speed  # the same folder: the small Pima run, how a server is started and stopped
+from service_speed import start, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "runs" / "demo" / "bundle"
 PIMA_PATIENT = {"glu": 148, "bmi": 33.6, "age": 50, "ped": 0.627}
-SMALL_PIMA = {
-    "name": "pima-small", "seed": 0,
-    "data": {"train": {"dataset": "pima_tr"}, "test": {"dataset": "pima_te"}},
-    "task": {"kind": "binary", "target": "type", "positive": "Yes"},
-    "features": [{"name": "glu", "kind": "numeric", "unit": "mg/dL", "range": [20, 400]},
-                 {"name": "bmi", "kind": "numeric", "unit": "kg/m2", "range": [12, 80]},
-                 {"name": "age", "kind": "numeric", "unit": "years", "range": [18, 100]},
-                 {"name": "ped", "kind": "numeric", "range": [0, 3]}],
-    "split": {"kind": "external"},
-    "models": {"mlp": {"hidden": [16, 8], "ensemble": 1}, "baselines": ["logistic"]},
-    "training": {"max_epochs": 40, "patience": 8, "lr": 0.01, "batch_size": 64, "progress": False},
-    "evaluation": {"bootstrap": 5, "explain": 0},
-    "uncertainty": {"level": 0.9},  # per-patient intervals, as the page shows them
-}
+SMALL_PIMA = {**service_speed.SMALL_PIMA, "uncertainty": {"level": 0.9}}  # with the intervals the page shows
 FACTS = {"sex": "female", "medications": ["warfarin", "amiodarone"]}
 FACT_LINES = "sex = female\nmedications = warfarin, amiodarone"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
