@@ -161,8 +161,9 @@ def test_levels_outside_zero_one_are_one_line_config_errors():
         assert "uncertainty.level" in str(exc.value) and "\n" not in str(exc.value)
         with pytest.raises(ConfigError, match="strictly between 0 and 1"):
             C.check_level(bad)
-    with pytest.raises(ConfigError, match="uncertainty.calibration_fraction"):
-        parse_config({**PIMA, "uncertainty": {"calibration_fraction": 1.0}})
+    for too_much in (1.0, 0.99, 0.51):  # at most half of the training rows: the models need the rest
+        with pytest.raises(ConfigError, match="uncertainty.calibration_fraction"):
+            parse_config({**PIMA, "uncertainty": {"calibration_fraction": too_much}})
     with pytest.raises(ConfigError, match="DP guarantee"):
         parse_config({**PIMA, "uncertainty": {}, "training": {"privacy": {"epsilon": 3}}})
 

@@ -362,7 +362,9 @@ class UncertaintyConfig(_Strict):
     bundled model gets split-conformal sets / intervals at ``level`` fitted on those rows."""
 
     level: float = Field(default=0.9, gt=0, lt=1)
-    calibration_fraction: float = Field(default=0.2, gt=0, lt=1)
+    #: at most half: the models must keep most of the training rows (the inner validation split and early
+    #: stopping need rows of every class)
+    calibration_fraction: float = Field(default=0.2, gt=0, le=0.5)
 
 
 class SequenceConfig(_Strict):
