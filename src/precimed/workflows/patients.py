@@ -305,6 +305,16 @@ class Ingested:
         return [e for s in self.steps for e in s.events]
 
 
+def check_bounds(max_idle_seconds: float | None, **counts: int) -> None:
+    """The limits that keep per-patient state bounded (the monitors, the ward board): ConfigError unless each
+    count is a whole number ≥ 1 and `max_idle_seconds` is > 0 or None."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
+    if max_idle_seconds is not None and not max_idle_seconds > 0:
+        raise ConfigError(f"max_idle_seconds must be > 0 or None, got {max_idle_seconds!r}")
+
+
 class VitalsMonitors:
     """Early-warning state (NEWS2, optionally a learned risk, alert hysteresis) of each patient whose vital signs
     arrive over time, in bounded memory:
@@ -323,11 +333,7 @@ class VitalsMonitors:
     def __init__(self, max_patients: int = 10_000, *, max_streams: int = MAX_STREAMS,
                  max_idle_seconds: float | None = MAX_IDLE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        for name, value in (("max_patients", max_patients), ("max_streams", max_streams)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
-        if max_idle_seconds is not None and not max_idle_seconds > 0:
-            raise ConfigError(f"max_idle_seconds must be > 0 or None, got {max_idle_seconds!r}")
+        check_bounds(max_idle_seconds, max_patients=max_patients, max_streams=max_streams)
         self.max_patients = max_patients
         self.max_streams = max_streams
         self.max_idle_seconds = max_idle_seconds

@@ -44,10 +44,10 @@ from typing import Any
 from precimed.errors import ConfigError
 from precimed.monitoring.news2 import LEVEL_RANK
 from precimed.monitoring.stream import Step
+from precimed.workflows.patients import MAX_IDLE_SECONDS, check_bounds
 
 #: Observations per patient kept for the trend sparkline.
 TREND_LENGTH = 12
-MAX_IDLE_SECONDS = 72 * 3600.0
 
 
 def _now_utc() -> str:
@@ -133,11 +133,7 @@ class WardBoard:
     def __init__(self, max_patients: int = 10_000, *, trend_length: int = TREND_LENGTH,
                  max_idle_seconds: float | None = MAX_IDLE_SECONDS,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], str] = _now_utc) -> None:
-        for name, value in (("max_patients", max_patients), ("trend_length", trend_length)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
-        if max_idle_seconds is not None and not max_idle_seconds > 0:
-            raise ConfigError(f"max_idle_seconds must be > 0 or None, got {max_idle_seconds!r}")
+        check_bounds(max_idle_seconds, max_patients=max_patients, trend_length=trend_length)
         self.max_patients = max_patients
         self.trend_length = trend_length
         self.max_idle_seconds = max_idle_seconds
