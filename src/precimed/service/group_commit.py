@@ -351,18 +351,19 @@ class GroupCommitter:
                 self._committed([unit], first, last)
 
     def _committed(self, batch: list[Unit], first: int, last: int) -> None:
-        """Wake the waiters (their rows are durable), count, and leave a due checkpoint to the writer thread."""
-        for seq, unit in enumerate(batch, start=first):
-            unit.seq, unit.finished = seq, True
-            if unit.future is None:
-                unit.finish(seq=seq)
-        _resolve_futures(batch)
+        """Count, wake the waiters (their rows are durable), and leave a due checkpoint to the writer thread. The
+        counts come first, so a request answered has already been counted."""
         stats = self.stats
         stats.batches += 1
         stats.units += len(batch)
         stats.largest = max(stats.largest, len(batch))
         if self.on_batch is not None:
             self.on_batch(len(batch))
+        for seq, unit in enumerate(batch, start=first):
+            unit.seq, unit.finished = seq, True
+            if unit.future is None:
+                unit.finish(seq=seq)
+        _resolve_futures(batch)
         if self.audit.checkpoint_due(first, last):
             with self._cond:
                 self._checkpoint_due = True
