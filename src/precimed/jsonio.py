@@ -71,6 +71,18 @@ def dumps(value: Any, *, indent: int | None = 2, sort_keys: bool = False, compac
     return json.dumps(plain(value), indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
 
 
+def dumps_plain(value: Any, *, sort_keys: bool = False) -> str:
+    """``dumps(value, compact=True)`` for data precimed built itself from plain values with str keys (a served
+    prediction), without the walk through ``plain``: json writes it directly, and whatever json cannot write
+    strictly (a numpy value, NaN or an infinity) sends the whole value the ``dumps`` way instead, so the text is the
+    same either way. The caller vouches for the keys: json would write a key True as "true" where ``dumps``
+    writes "True"."""
+    try:
+        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return dumps(value, compact=True, sort_keys=sort_keys)
+
+
 def dumps_lines(rows: Any) -> str:
     """JSON lines: one compact object per line, each ending in a newline."""
     return "".join(dumps(r, compact=True) + "\n" for r in rows)

@@ -446,6 +446,31 @@ def test_async_units_arriving_together_share_one_commit_and_each_future_gets_its
         _close(svc)
 
 
+def test_units_queued_in_one_pass_of_the_event_loop_are_handed_over_and_committed_together(tmp_path,
+                                                                                             pima_bundles):
+    """No lock held: the writer is woken only once the loop's pass that queued the units ends, so five requests
+    scored in one pass are one transaction (before, the first woke the writer and was committed alone)."""
+    import asyncio
+
+    svc = _svc(tmp_path, pima_bundles, None)
+    committer = svc.container.committer
+    try:
+        _wait_for(lambda: not committer.writing and committer.pending() == 0, "the writer to be idle")
+        before = committer.stats.batches
+
+        async def one_pass() -> list[int]:
+            futures = [_commit_async(svc, f"pass-{i}") for i in range(5)]  # the tasks all start in the next pass
+            return list(await asyncio.gather(*futures))
+
+        seqs = run_coroutine(one_pass())
+        assert len(set(seqs)) == 5 and seqs == sorted(seqs)
+        assert committer.stats.batches - before == 1
+        assert {f"pass-{i}" for i in range(5)} <= _stored_predictions(svc)
+        assert _verify(svc)["ok"]
+    finally:
+        _close(svc)
+
+
 def _audit_actions(svc) -> dict[int, str]:
     """seq -> action of every audit row."""
     from precimed.service.db import AuditRow

@@ -6,6 +6,7 @@ that could quote a value.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ from precimed.service.db import DatabaseUnavailable
 from precimed.service.group_commit import CommitQueueFull
 from precimed.service.registry import ModelNotFound, RegistryConflict
 from precimed.service.routes import admin, cds, fhir, health, models, outcomes, plans, predict, vitals
-from precimed.service.routes.common import ApiError, new_id
+from precimed.service.routes.common import ApiError
 from precimed.service.settings import ServiceSettings
 from precimed.service.web import install as install_web
 from precimed.service.web import is_web_path
@@ -54,7 +55,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     )
     app.state.container = container
     app.router.add_event_handler("shutdown", container.close)  # a last audit checkpoint, then close the database
-    for module in (health, models, predict, plans, vitals, fhir, cds, admin):
+    # predict first: FastAPI tries the routes in this order, so the busiest route is matched without first trying
+    # every other router's paths (about 30 µs a request with predict third)
+    for module in (predict, health, models, plans, vitals, fhir, cds, admin):
         app.include_router(module.router)
     outcomes.install(app)  # POST /v1/outcomes; retention purge of served feature rows at start
     _handlers(app)
@@ -299,6 +302,16 @@ async def _send_html(send: Send, status: int, request_id: str) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+_REQUEST_TAG = os.urandom(4).hex()  # per process (each uvicorn worker imports this module afresh)
+_REQUEST_COUNT = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """A request id unique across the service's processes: a random per-process tag and a counter (16 hex
+    characters). It only ties a log line to a response; a counter costs no system call, unlike uuid4."""
+    return f"{_REQUEST_TAG}{next(_REQUEST_COUNT) & 0xFFFFFFFF:08x}"
+
+
 class Observe:
     """Request id, timing, Prometheus counters and one log line per request; a 500 for anything unexpected,
     logged by type and place only (an exception message could quote patient data)."""
@@ -312,7 +325,7 @@ class Observe:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        request_id = new_id()[:16]
+        request_id = next_request_id()
         status = 500
         started = False
 

@@ -76,6 +76,7 @@ from precimed.service.db import (
     VersionRow,
     current_head,
     to_json,
+    to_json_plain,
     utcnow,
 )
 
@@ -103,6 +104,12 @@ def digest(value: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def plain_digest(value: Any) -> str:
+    """`digest` of JSON data whose keys are all strings (a validated request body): the same digest, without the
+    conversion walk (`to_json_plain`)."""
+    return hashlib.sha256(to_json_plain(value).encode()).hexdigest()
+
+
 def text_digest(text: str) -> str:
     """SHA-256 of stored text exactly as stored (a result or plan column)."""
     return hashlib.sha256(text.encode()).hexdigest()
@@ -114,7 +121,8 @@ def row_content(row: AuditRow) -> dict[str, Any]:
 
 def content_hash(content: dict[str, Any], key: KeyMaterial) -> str:
     """HMAC-SHA256 under the audit key of a row's hashed fields (`HASHED`, including prev_hash)."""
-    return key.mac(ROW_DOMAIN, to_json({name: content[name] for name in HASHED}).encode()).hex()
+    # the hashed fields are columns (str, int or None), so the plain writer gives to_json's text
+    return key.mac(ROW_DOMAIN, to_json_plain({name: content[name] for name in HASHED}).encode()).hex()
 
 
 def row_hash(row: AuditRow, key: KeyMaterial) -> str:
@@ -143,7 +151,8 @@ class Entry:
            detail: dict[str, Any] | None = None) -> Entry:
         """The entry `AuditLog.record` would write for these arguments (same truncation, same detail JSON)."""
         return cls(actor=actor[:64], role=role[:32], action=action[:64], model=model, version=version,
-                   input_digest=input_digest, outcome=outcome[:32], status=int(status), detail=to_json(detail or {}))
+                   input_digest=input_digest, outcome=outcome[:32], status=int(status),
+                   detail=to_json_plain(detail or {}))  # details are built with str keys
 
 
 def legacy_row_hash(row: AuditRow) -> str:

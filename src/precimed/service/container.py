@@ -13,6 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -38,6 +39,14 @@ if TYPE_CHECKING:
     from precimed.service.schemas import ServingInfo
 
 log = logging.getLogger("precimed.service")
+
+
+def storage_problem(db: Database, registry_root: Path) -> str | None:
+    """Cheap (two stats): the database file or the registry folder deleted or replaced while running."""
+    problem = db.file_problem()
+    if problem is None and not (registry_root / "models").is_dir():
+        problem = "the registry folder is missing (deleted while running)"
+    return problem
 
 
 @dataclass
@@ -76,8 +85,10 @@ class Container:
                                         cpu_seconds=math.ceil(settings.evaluate_seconds),
                                         memory_bytes=settings.evaluate_memory_bytes)
             metrics = Metrics()
+            registry_root = Path(settings.registry)
             committer = GroupCommitter(db, audit, max_queue=settings.commit_queue, max_batch=settings.commit_batch,
-                                       on_batch=metrics.commit_batch.observe)
+                                       on_batch=metrics.commit_batch.observe,
+                                       storage_problem=lambda: storage_problem(db, registry_root))
             return cls(settings=settings, db=db, audit=audit,
                        registry=Registry(settings.registry, db, audit, cache_size=settings.bundle_cache,
                                          verify_interval=settings.bundle_recheck_seconds),
@@ -134,8 +145,8 @@ class Container:
     def _entry(self, principal: Principal, action: str, model: str | None, version: int | None,
                input_digest: str | None, outcome: str, status: int, detail: dict[str, Any] | None,
                rows: tuple[Base, ...]) -> Entry:
-        """The audit entry of an action (after checking that storage is still there)."""
-        self.ensure_storage()
+        """The audit entry of an action. That storage is still there is checked by the writer, once per
+        transaction (`storage_problem`), not by every request."""
         stored = stored_digests(rows)
         if stored:
             detail = {**(detail or {}), "stored": stored}
@@ -145,10 +156,7 @@ class Container:
     # ----- health ---------------------------------------------------------------------------------------------
     def storage_problem(self) -> str | None:
         """Cheap (two stats): the database file or the registry folder deleted or replaced while running."""
-        problem = self.db.file_problem()
-        if problem is None and not (self.registry.root / "models").is_dir():
-            problem = "the registry folder is missing (deleted while running)"
-        return problem
+        return storage_problem(self.db, self.registry.root)
 
     def ensure_storage(self) -> None:
         """DatabaseUnavailable (HTTP 503) if the database file or the registry folder went away."""

@@ -100,6 +100,12 @@ def to_json(value: Any) -> str:
     return jsonio.dumps(value, compact=True, sort_keys=True)
 
 
+def to_json_plain(value: Any) -> str:
+    """`to_json` of a value the caller built from plain data with str keys (a served prediction): the same text,
+    written without the conversion walk (`jsonio.dumps_plain`)."""
+    return jsonio.dumps_plain(value, sort_keys=True)
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -24,10 +24,10 @@ from starlette.types import Scope
 
 from precimed.bundle import Bundle
 from precimed.errors import DataError
-from precimed.service.audit import digest
+from precimed.service.audit import plain_digest
 from precimed.service.auth import Principal
 from precimed.service.container import Container
-from precimed.service.db import Insert, PredictionRow, to_json, utcnow
+from precimed.service.db import Insert, PredictionRow, to_json, to_json_plain, utcnow
 from precimed.service.registry import VersionInfo
 from precimed.service.routes.common import ERRORS, ApiError, ExplainIn, PatientsIn, invalid_error, new_id
 from precimed.service.routes.deps import ContainerDep, check_owner, require, resolve_for
@@ -99,7 +99,7 @@ def _prepare(container: Container, principal: Principal, info: VersionInfo, bund
              body: PatientsIn | ExplainIn) -> Prepared:
     """validate → call, for predict and explain: the answer and what its audit record stores."""
     kind = "explain" if isinstance(body, ExplainIn) else "predict"
-    input_digest = digest(body.model_dump(mode="json"))
+    input_digest = plain_digest(body.model_dump(mode="json"))  # JSON object keys are strings
     try:
         if isinstance(body, ExplainIn):
             scored = score(bundle, body.patients, model=body.model, explain_top_k=body.top_k)
@@ -113,7 +113,7 @@ def _prepare(container: Container, principal: Principal, info: VersionInfo, bund
     result = {"id": pred_id, "model": info.name, "version": info.version, "bundle": info.bundle_ref,
               "stage": "production" if body.version is None else "pinned", "submodel": scored.model,
               "task": info.task, "predictions" if kind == "predict" else "explanations": scored.rows}
-    text = to_json(result)
+    text = to_json_plain(result)  # str keys throughout: request keys were validated as feature names
     now = utcnow()
     row = Insert.of(PredictionRow, id=pred_id, created_at=now, actor=principal.token_id, kind=kind, model=info.name,
                     version=info.version, bundle_ref=info.bundle_ref, input_digest=input_digest, result=text)
