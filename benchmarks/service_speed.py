@@ -13,15 +13,20 @@ Without --bundle it trains the small Pima model of the tests (a few seconds). Ev
   (group commit: one transaction and one fsync for the requests that arrived together) before the response;
 - bare: a FastAPI endpoint that takes the same JSON and does the same forward pass in numpy with the bundle's
   weights (preprocessing statistics and MLP state_dicts), nothing else. Its probabilities are checked against the
-  service's, so both compute the same thing.
+  service's, so both compute the same thing;
+- bare+fsync: the bare endpoint plus one SQLite row inserted and committed per request (WAL, synchronous=FULL, on the
+  event loop, no batching): the least a durable answer costs on this disk, the floor under the service's
+  sequential latency.
 
 Side by side, each with the same number of uvicorn workers as its bare counterpart: 1 worker and 2 workers on
 SQLite (synchronous=FULL), then 1 and 2 workers on PostgreSQL (fsync and synchronous_commit on; --pg-url names a
 server on which the script may create and drop databases; without it a throwaway cluster is started with
 initdb/pg_ctl from /usr/lib/postgresql/*/bin when present, else "PostgreSQL: not run"). Measured for
-single-patient predict: p50 / p99 latency of sequential requests on one keep-alive connection, and requests/second
-with --concurrency clients; bare and service alternate in --rounds rounds so that both see the same background
-load. After each service run the audit chain is verified.
+single-patient predict: p50 / p99 latency of sequential requests on one keep-alive connection; requests/second with
+--concurrency clients and the p50 / p99 latency of those requests under that load; and the server's CPU time per
+request (user + system of all its processes, from /proc), which tells a server-bound run from a client-bound one.
+bare, bare+fsync and service alternate in --rounds rounds so that all see the same background load. After each
+service run the audit chain is verified.
 
 Then the crash test (1 and 2 workers on SQLite, 2 on PostgreSQL): the server's process group is killed with
 SIGKILL during load; every acknowledged (HTTP 200) prediction must have its prediction row and its audit row, and
@@ -127,17 +132,39 @@ def bare_app():
 
     encode, forward = numpy_model(Path(os.environ["BENCH_BARE_BUNDLE"]))
     app = FastAPI()
+    durable = durable_store(Path(os.environ["BENCH_BARE_DB"])) if os.environ.get("BENCH_BARE_DB") else None
 
     @app.post("/predict")
     async def predict(body: dict) -> dict:
-        return {"predictions": [{"patient_id": p.get("patient_id"), "probability": forward(encode(p))}
-                                for p in body["patients"]]}
+        out = {"predictions": [{"patient_id": p.get("patient_id"), "probability": forward(encode(p))}
+                               for p in body["patients"]]}
+        if durable is not None:
+            durable(json.dumps(out))
+        return out
 
     @app.get("/healthz")
     async def healthz() -> dict:
         return {"status": "ok"}
 
     return app
+
+
+def durable_store(path: Path):
+    """One row inserted and committed per request into SQLite (WAL, synchronous=FULL: one fsync per commit) on the
+    event loop: the least a durable answer costs, with nothing else (no auth, no audit, no group commit)."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS answers (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+
+    def store(text: str) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO answers (body) VALUES (?)", (text,))
+        conn.execute("COMMIT")
+
+    return store
 
 
 def serve_bare(bundle_dir: Path, port: int, workers: int) -> None:
@@ -218,7 +245,7 @@ def latencies(url: str, headers: dict[str, str], n: int) -> list[float]:
 
 async def _load(url: str, headers: dict[str, str], n: int | None, concurrency: int, seconds: float | None
                 ) -> dict:
-    ok, errors, ids = 0, 0, []
+    ok, errors, ids, ms = 0, 0, [], []
     sent = 0
     stop_at = time.perf_counter() + seconds if seconds else None
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -227,8 +254,10 @@ async def _load(url: str, headers: dict[str, str], n: int | None, concurrency: i
             nonlocal ok, errors, sent
             while (n is None or sent < n) and (stop_at is None or time.perf_counter() < stop_at):
                 sent += 1
+                began = time.perf_counter()
                 try:
                     r = await client.post(url, json={"patients": [PATIENT]})
+                    ms.append((time.perf_counter() - began) * 1000)
                 except httpx.TransportError:
                     errors += 1
                     if seconds is not None:
@@ -244,13 +273,30 @@ async def _load(url: str, headers: dict[str, str], n: int | None, concurrency: i
         t = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t
-    return {"ok": ok, "errors": errors, "seconds": elapsed, "ids": ids}
+    return {"ok": ok, "errors": errors, "seconds": elapsed, "ids": ids, "loaded_ms": ms}
 
 
-def throughput(url: str, headers: dict[str, str], n: int, concurrency: int) -> dict:
+def throughput(url: str, headers: dict[str, str], n: int, concurrency: int, pid: int) -> dict:
+    """req/s, per-request latency under that load, and the server's CPU seconds (all its processes) meanwhile."""
+    cpu = server_cpu(pid)
     out = asyncio.run(_load(url, headers, n, concurrency, None))
+    out["cpu"] = server_cpu(pid) - cpu
     out.pop("ids")
     return out
+
+
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds of a server's process group so far (its workers included), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pid:  # fields[2] is the process group (field 5 of stat)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def batch_view(url: str, headers: dict[str, str]) -> float | None:
@@ -354,34 +400,39 @@ def side_by_side(args: argparse.Namespace, work: Path, bundle: Path, db: str | N
     registry, headers = registry_for(work, bundle, db)
     env = {"PRECIMED_RATE_PER_MINUTE": "1e12", "PRECIMED_RATE_BURST": "1000000000", "PRECIMED_LOG_LEVEL": "warning"}
     me = str(Path(__file__).resolve())
-    servers = {"service": start(service_cmd(registry, db, workers), env),
-               "bare": start([me, "--serve-bare", "--bundle", str(bundle), "--workers", str(workers)], env)}
-    paths, hdrs = {"service": PREDICT, "bare": "/predict"}, {"service": headers, "bare": {}}
+    bare = [me, "--serve-bare", "--bundle", str(bundle), "--workers", str(workers)]
+    servers = {"service": start(service_cmd(registry, db, workers), env), "bare": start(bare, env),
+               "bare+fsync": start(bare, {**env, "BENCH_BARE_DB": str(work / f"bare-{uuid.uuid4().hex[:8]}.db")})}
+    paths = {"service": PREDICT, "bare": "/predict", "bare+fsync": "/predict"}
+    hdrs = {"service": headers, "bare": {}, "bare+fsync": {}}
     out: dict[str, dict] = {}
     try:
         for label, (_, url) in servers.items():
             first = httpx.post(url + paths[label], json={"patients": [PATIENT]}, headers=hdrs[label], timeout=30)
-            out[label] = {"probability": first.json()["predictions"][0]["probability"], "ms": [], "ok": 0,
-                          "errors": 0, "seconds": 0.0}
+            out[label] = {"probability": first.json()["predictions"][0]["probability"], "ms": [], "loaded_ms": [],
+                          "ok": 0, "errors": 0, "seconds": 0.0, "cpu": 0.0}
         per_round = max(1, args.requests // args.rounds)
-        for _ in range(args.rounds):  # alternate, so that both see the same background load
+        for _ in range(args.rounds):  # alternate, so that all see the same background load
             for label, (_, url) in servers.items():
                 out[label]["ms"] += latencies(url + paths[label], hdrs[label], max(1, args.latency // args.rounds))
-            for label, (_, url) in servers.items():
-                got = throughput(url + paths[label], hdrs[label], per_round, args.concurrency)
-                for key in ("ok", "errors", "seconds"):
+            for label, (proc, url) in servers.items():
+                got = throughput(url + paths[label], hdrs[label], per_round, args.concurrency, proc.pid)
+                for key in ("ok", "errors", "seconds", "cpu", "loaded_ms"):
                     out[label][key] += got[key]
         out["service"]["batch"] = batch_view(servers["service"][1], headers)
     finally:
         for proc, _ in servers.values():
             stop(proc)
-    for row in out.values():
-        ms = np.asarray(row.pop("ms"))
+    for label in servers:
+        row = out[label]
+        ms, loaded = np.asarray(row.pop("ms")), np.asarray(row.pop("loaded_ms"))
         row.update(p50_ms=float(np.percentile(ms, 50)), p99_ms=float(np.percentile(ms, 99)), n=len(ms),
-                   rps=row["ok"] / row["seconds"])
+                   loaded_p50_ms=float(np.percentile(loaded, 50)), loaded_p99_ms=float(np.percentile(loaded, 99)),
+                   rps=row["ok"] / row["seconds"], cpu_ms=1000 * row.pop("cpu") / max(row["ok"], 1))
     report = cli.audit_verify(registry, db=db)
     out["chain"] = {"ok": report["ok"], "rows": report["rows"]}
-    out["same_probability"] = abs(out["service"]["probability"] - out["bare"]["probability"])
+    out["same_probability"] = max(abs(out["service"]["probability"] - out[label]["probability"])
+                                  for label in ("bare", "bare+fsync"))
     return out
 
 
@@ -474,20 +525,27 @@ def main() -> None:
             with fresh_database(server) if server else contextlib.nullcontext() as db:
                 crashes[label] = crash_test(args, work, bundle, db, workers)
 
-    print(f"\nsingle-patient predict on 127.0.0.1, {os.cpu_count()} CPU(s); p50/p99 over {args.latency} sequential "
-          f"requests on one connection, req/s over {args.requests} requests from {args.concurrency} concurrent "
-          f"clients; bare and service alternate in {args.rounds} rounds")
-    print(f"{'':24}{'':9}{'p50 ms':>8}{'p99 ms':>8}{'req/s':>8}{'errors':>8}   {'ratio throughput':>16}"
-          f"{'ratio p50 (bare/service)':>26}{'units/commit':>14}")
+    print(f"\nsingle-patient predict on 127.0.0.1, {os.cpu_count()} CPU(s); sequential: p50/p99 over {args.latency} "
+          f"requests one after another on one connection; under load: req/s and p50/p99 over {args.requests} requests "
+          f"from {args.concurrency} concurrent clients; server CPU per request (all its processes); bare, bare+fsync "
+          f"and service alternate in {args.rounds} rounds")
+    print(f"{'':24}{'':11}{'sequential':>16}{'under load':>24}{'server':>10}   {'service / bare':>30}")
+    print(f"{'':24}{'':11}{'p50 ms':>8}{'p99 ms':>8}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'CPU ms':>10}   "
+          f"{'req/s':>8}{'p50 seq':>9}{'p50 load':>9}{'units/commit':>14}")
     for label, r in runs.items():
         s, b = r["service"], r["bare"]
-        for who, row in (("bare", b), ("service", s)):
+        for who in ("bare", "bare+fsync", "service"):
+            row = r[who]
             extra = ""
             if who == "service":
                 batch = f"{s['batch']:.2f}" if s.get("batch") else "-"
-                extra = f"   {s['rps'] / b['rps']:>16.2f}{b['p50_ms'] / s['p50_ms']:>26.2f}{batch:>14}"
-            print(f"{label if who == 'bare' else '':24}{who:9}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}"
-                  f"{row['rps']:>8.0f}{row['errors']:>8}{extra}")
+                extra = (f"   {s['rps'] / b['rps']:>8.2f}{b['p50_ms'] / s['p50_ms']:>9.2f}"
+                         f"{b['loaded_p50_ms'] / s['loaded_p50_ms']:>9.2f}{batch:>14}")
+            print(f"{label if who == 'bare' else '':24}{who:11}{row['p50_ms']:>8.2f}{row['p99_ms']:>8.2f}"
+                  f"{row['rps']:>8.0f}{row['loaded_p50_ms']:>8.2f}{row['loaded_p99_ms']:>8.2f}{row['cpu_ms']:>10.3f}"
+                  f"{extra}")
+    print("bare: FastAPI + the same numpy forward pass, nothing else; bare+fsync: the same plus one SQLite row "
+          "committed with fsync per request (synchronous=FULL, no batching), the least a durable answer costs")
     if not pg:
         print(f"PostgreSQL: not run ({pg_how})")
     else:
@@ -502,7 +560,8 @@ def main() -> None:
               f"{c['failed_after_kill']} request(s) failed once the server was gone")
     print(json.dumps({"runs": runs, "crash": crashes, "work_dir": str(work)}, default=float))
     bad = [label for label, r in runs.items()
-           if r["same_probability"] > 1e-5 or not r["chain"]["ok"] or r["service"]["errors"]]
+           if r["same_probability"] > 1e-5 or not r["chain"]["ok"] or any(r[w]["errors"] for w in (
+               "service", "bare", "bare+fsync"))]
     bad += [label for label, c in crashes.items()
             if c["missing_audit"] or c["missing_prediction"] or not c["chain_ok"] or not c["acknowledged"]]
     if bad:

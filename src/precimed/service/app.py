@@ -32,6 +32,7 @@ from precimed.service.group_commit import CommitQueueFull
 from precimed.service.registry import ModelNotFound, RegistryConflict
 from precimed.service.routes import admin, cds, fhir, health, models, outcomes, plans, predict, vitals
 from precimed.service.routes.common import ApiError
+from precimed.service.routes.predict_lane import PredictLane
 from precimed.service.settings import ServiceSettings
 from precimed.service.web import install as install_web
 from precimed.service.web import is_web_path
@@ -61,6 +62,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         app.include_router(module.router)
     outcomes.install(app)  # POST /v1/outcomes; retention purge of served feature rows at start
     _handlers(app)
+    app.add_middleware(PredictLane, fastapi_app=app)  # innermost of ours: inside the body limit, metrics and log
     app.add_middleware(BodyLimit, settings=settings)
     app.add_middleware(Observe, container=container)
     install_web(app)  # the web pages: /, /signin, /static, PAGE_MODULES; HTML errors and security headers

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from precimed.errors import PrecimedError
 from precimed.service.audit import AuditLog, digest
-from precimed.service.db import Database, Insert, ServedFeatureRow, to_json, utcnow
+from precimed.service.db import Database, Insert, ServedFeatureRow, to_json, to_json_plain, utcnow
 from precimed.workflows.patients import outputs
 
 if TYPE_CHECKING:
@@ -62,7 +62,8 @@ def served_rows(days: int, prediction_id: str, created_at: str, model: str, vers
     if matrix.ndim != 2 or matrix.shape[0] != len(scored.rows):
         raise ValueError(f"encoded matrix of shape {matrix.shape} for {len(scored.rows)} scored patients")
     return tuple(Insert.of(ServedFeatureRow, prediction_id=prediction_id, patient_index=i, created_at=created_at,
-                           model=model, version=version, features=to_json(vector), outputs=to_json(outputs(row)))
+                           model=model, version=version, features=to_json_plain(vector),
+                           outputs=to_json_plain(outputs(row)))  # plain floats, str keys
                  for i, (vector, row) in enumerate(zip(matrix.tolist(), scored.rows, strict=True)))
 
 

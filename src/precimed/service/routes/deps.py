@@ -60,8 +60,9 @@ def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     the audited refusal (403) is written from the thread pool, since it waits for its commit."""
     roles = PERMISSIONS[permission]
 
-    async def dependency(request: Request, container: ContainerDep,
+    async def dependency(request: Request,
                          credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> Principal:
+        container = container_of(request.app)  # not a sub-dependency: this runs on every authenticated request
         if credentials is None:
             container.metrics.rejected.labels("unauthenticated").inc()
             raise ApiError(401, "missing bearer token: send 'Authorization: Bearer <token>'",
