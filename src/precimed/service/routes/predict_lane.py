@@ -33,11 +33,10 @@ from precimed.service.auth import PERMISSIONS, Principal
 from precimed.service.container import Container, container_of
 from precimed.service.routes.common import PatientsIn
 from precimed.service.routes.predict import _run_async
+from precimed.service.routes.predict import router as predict_router
 
 PREDICT_PATH = re.compile(r"^/v1/models/([^/]+)/predict$")
 _ALLOWED = PERMISSIONS["predict"]
-#: set in a request's scope to send it the ordinary way (tests compare the two ways on the same requests)
-ORDINARY = "precimed.ordinary_route"
 
 
 class PredictLane:
@@ -86,9 +85,9 @@ class PredictLane:
         return await _run_async(container, principal, match[0], patients)
 
     def _predict_route(self) -> BaseRoute | None:
-        """The app's predict route (its path names the request in metrics and the request log)."""
+        """The predict route (its path names the request in metrics and the request log, as on the route)."""
         if self._route is None:
-            self._route = next((r for r in self.fastapi_app.routes
+            self._route = next((r for r in predict_router.routes
                                 if getattr(r, "path", None) == "/v1/models/{name}/predict"), None)
         return self._route
 
@@ -109,7 +108,7 @@ class PredictLane:
 def _candidate(scope: Scope) -> tuple[str, str] | None:
     """(model name, bearer token) of a request the lane may serve: POST to a model's predict path, no query string,
     declared JSON, with a bearer token; None otherwise."""
-    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("query_string") or scope.get(ORDINARY):
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("query_string"):
         return None
     path = PREDICT_PATH.match(scope["path"])
     if path is None:
