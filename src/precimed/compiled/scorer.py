@@ -131,8 +131,7 @@ class Scorer:
         categorical's distinct values are mapped once per part), its log features taken, and then scored in chunks
         of ``CHUNK`` rows (the members' hidden layers of a chunk stay in cache). Checking and coding in the threads
         rather than before them took bulk MLP scoring on 2 CPUs from 4.9 to 6.1 M rows/s (ONNX) and from 3.9 to 6.1
-        (numpy)
-        (benchmarks/inference_speed.py). ``Declined`` from any part declines the whole call.
+        M rows/s (numpy; benchmarks/inference_speed.py). ``Declined`` from any part declines the whole call.
         """
         self._model(model)
         if n <= 0:
