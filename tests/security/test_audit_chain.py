@@ -17,6 +17,7 @@ An attacker here can write the database (and, where said, the checkpoint file) b
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -274,8 +275,14 @@ def test_checkpoints_are_signed_every_n_rows(tmp_path, pima_bundles, monkeypatch
         head = s.container.audit.rows()[-1]["seq"]
         for _ in range(8):
             s.client.get("/v1/tokens", headers=s.auth("clinician"))  # denied: an audit row each
-        seqs = [json.loads(line).get("seq") for line in checkpoint_lines(s.registry)[before:]]
-        assert seqs == [seq for seq in range(head + 1, head + 9) if seq % 4 == 0]
+        expected = [seq for seq in range(head + 1, head + 9) if seq % 4 == 0]
+        stop = time.monotonic() + 60  # the writer thread signs a due checkpoint just after its commit, not before
+        while True:  # the answer: wait for it (a deadline against a hang, never a speed requirement)
+            seqs = [json.loads(line).get("seq") for line in checkpoint_lines(s.registry)[before:]]
+            if len(seqs) >= len(expected) or time.monotonic() > stop:
+                break
+            time.sleep(0.01)
+        assert seqs == expected
     finally:
         s.client.close()
         s.container.db.dispose()

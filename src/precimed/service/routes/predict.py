@@ -159,6 +159,11 @@ async def _run_async(container: Container, principal: Principal, name: str, body
             prepared = await run_in_threadpool(_prepare, container, principal, info, bundle, body)
     else:  # one hop to a worker thread for the registry read (a network round trip) and the scoring
         prepared = await run_in_threadpool(_target_and_prepare, container, principal, name, body)
+    return await _answer(container, principal, prepared)
+
+
+async def _answer(container: Container, principal: Principal, prepared: Prepared) -> Response:
+    """audit (awaiting the group commit) → respond: the stored JSON text, or the request's refusal raised."""
     await container.commit_async(principal, prepared.kind, **prepared.audit())
     _committed(container, prepared)
     return Response(content=prepared.text, media_type="application/json")

@@ -6,7 +6,8 @@ so this ASGI middleware, installed just outside FastAPI's exception layer and in
 request ids, body limits, security headers, metrics and the request log still apply), answers the ordinary case
 itself with the route's own code: the same token check, role check and rate limit (`routes.deps`), the same body
 model (`PatientsIn`, parsed the way FastAPI parses it), the same `predict._run_async` (validate, score, store, audit,
-answer after the commit) and the app's own exception handlers for its errors.
+answer after the commit) and the app's own exception handlers for its errors. On a database server the token
+check, the registry read and the scoring take one hop to a worker thread together, where the route takes two.
 
 Anything else goes the ordinary way, before the lane has done anything that shows: another path or method, a query
 string, a body that is not declared JSON (a DICOM upload), a missing, unknown or revoked token, a role without the
@@ -32,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from precimed.service.auth import PERMISSIONS, Principal
 from precimed.service.container import Container, container_of
 from precimed.service.routes.common import PatientsIn
-from precimed.service.routes.predict import _run_async
+from precimed.service.routes.predict import Prepared, _answer, _run_async, _target_and_prepare
 from precimed.service.routes.predict import router as predict_router
 
 PREDICT_PATH = re.compile(r"^/v1/models/([^/]+)/predict$")
@@ -66,23 +67,30 @@ class PredictLane:
     async def _serve(self, scope: Scope, receive: Receive, send: Send, match: tuple[str, str], body: bytes
                      ) -> Response | None:
         """The predict answer, or None once the request went the ordinary way (which has answered it)."""
-        container = container_of(self.fastapi_app)
-        principal = await _admitted(container, match[1])
-        if principal is None:
-            await self.app(scope, receive, send)
-            return None
         try:
             patients = PatientsIn.model_validate(json.loads(body))
         except (ValueError, ValidationError):  # ValueError: not JSON (JSONDecodeError, bad UTF-8)
             await self.app(scope, receive, send)
             return None
-        allowed, _ = container.limiter.allow(principal.token_id)
-        if not allowed:  # the ordinary route answers the 429 (and counts it)
+        container = container_of(self.fastapi_app)
+        name, token = match
+        if container.db.dialect == "sqlite":  # local reads of microseconds: on the event loop
+            admitted = _admit(container, token)
+            prepared = None
+            failed = None
+        else:  # the token check, the registry read and the scoring in one hop to a worker thread
+            admitted, prepared, failed = await run_in_threadpool(_admit_and_prepare, container, token, name,
+                                                                 patients)
+        if admitted is None:
             await self.app(scope, receive, send)
             return None
-        scope.setdefault("state", {})["principal"] = principal  # what request.state.principal holds on a route
+        scope.setdefault("state", {})["principal"] = admitted  # what request.state.principal holds on a route
         scope["route"] = self._predict_route()
-        return await _run_async(container, principal, match[0], patients)
+        if failed is not None:
+            raise failed
+        if prepared is None:
+            return await _run_async(container, admitted, name, patients)
+        return await _answer(container, admitted, prepared)
 
     def _predict_route(self) -> BaseRoute | None:
         """The predict route (its path names the request in metrics and the request log, as on the route)."""
@@ -160,13 +168,26 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _admitted(container: Container, token: str) -> Principal | None:
-    """The token's principal when it exists, is not revoked and may predict; None sends the request the ordinary
-    way, which answers 401 or 403 (and audits the refusal). Nothing is counted or written here."""
-    if container.db.dialect == "sqlite":
-        principal = container.tokens.lookup(token)
-    else:  # a network round trip: not on the event loop
-        principal = await run_in_threadpool(container.tokens.lookup, token)
+def _admit(container: Container, token: str) -> Principal | None:
+    """The token's principal when it exists, is not revoked, may predict and is within its rate limit; None sends
+    the request the ordinary way, which answers 401, 403 (audited) or 429. Nothing is counted or written here
+    unless the request is admitted (the rate limit then counts it, as on the route)."""
+    principal = container.tokens.lookup(token)
     if principal is None or principal.role not in _ALLOWED:
         return None
-    return principal
+    allowed, _ = container.limiter.allow(principal.token_id)
+    return principal if allowed else None
+
+
+def _admit_and_prepare(container: Container, token: str, name: str, patients: PatientsIn
+                       ) -> tuple[Principal | None, Prepared | None, Exception | None]:
+    """(In a worker thread, for a database server) `_admit`, then the version, its bundle and the scored request;
+    what the second part raised (404, 413, ...) is returned, to be raised on the loop once the request is known to
+    be the admitted principal's."""
+    principal = _admit(container, token)
+    if principal is None:
+        return None, None, None
+    try:
+        return principal, _target_and_prepare(container, principal, name, patients), None
+    except Exception as exc:
+        return principal, None, exc
