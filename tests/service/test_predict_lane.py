@@ -180,3 +180,28 @@ def test_the_lane_matches_only_a_plain_json_predict_request():
     assert predict_lane._candidate(scope(headers=[(b"content-type", b"application/json")])) is None
     assert predict_lane._candidate(scope(headers=[(b"content-type", b"application/json"),
                                                   (b"authorization", b"Bearer \xff")])) is None
+
+
+PG_CASES = ["one patient", "age 430", "unknown model in the body", "wrong token", "auditor may not predict",
+            "not JSON"]
+
+
+def test_on_postgresql_the_lane_answers_as_the_ordinary_route_does(tmp_path, pima_bundles, pg_url, served):
+    """On a database server the lane takes one worker-thread hop for the token, the registry and the scoring."""
+    svc = start(tmp_path, pima_bundles, db_url=pg_url)
+    try:
+        for case in PG_CASES:
+            who, body, _, _, by_lane = CASES[case]
+            served.clear()
+            headers = {"Authorization": svc.auth(who)["Authorization"] if " " not in who else who}
+            if isinstance(body, str):
+                headers["content-type"] = "application/json"
+                lane, plain, lane_rows, plain_rows = _both_ways(svc, headers=headers, content=body)
+            else:
+                lane, plain, lane_rows, plain_rows = _both_ways(svc, headers=headers, json_body=body)
+            assert _comparable(lane) == _comparable(plain), case
+            assert lane_rows == plain_rows, case
+            assert any(served) is by_lane, case
+    finally:
+        svc.client.close()
+        svc.container.db.dispose()
