@@ -98,6 +98,8 @@ CASES = {
     "no token": (None, {"patients": [PATIENT]}, None, {}, False),
     "wrong token": ("Bearer pm_not-a-real-token", {"patients": [PATIENT]}, None, {}, False),
     "basic auth": ("Basic dXNlcjpwdw==", {"patients": [PATIENT]}, None, {}, False),
+    "two spaces before the token": ("Bearer  {clinician}", {"patients": [PATIENT]}, None, {}, False),
+    "lower-case scheme": ("bearer {clinician}", {"patients": [PATIENT]}, None, {}, True),
     "auditor may not predict": ("auditor", {"patients": [PATIENT]}, None, {}, False),
     "no patients": ("clinician", {"patients": []}, None, {}, False),
     "extra field": ("clinician", {"patients": [PATIENT], "dose": 3}, None, {}, False),
@@ -116,7 +118,8 @@ def test_the_lane_answers_as_the_ordinary_route_does(tmp_path, pima_bundles, ser
     try:
         headers = dict(extra)
         if who is not None:
-            headers["Authorization"] = svc.auth(who)["Authorization"] if " " not in who else who
+            headers["Authorization"] = (svc.auth(who)["Authorization"] if " " not in who
+                                        else who.format(clinician=svc.tokens["clinician"]))
         if isinstance(body, str):
             headers.setdefault("content-type", "application/json")
             lane, plain, lane_rows, plain_rows = _both_ways(svc, headers=headers, content=body, params=query)

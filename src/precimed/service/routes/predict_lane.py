@@ -136,7 +136,7 @@ def _candidate(scope: Scope) -> tuple[str, str] | None:
     if token is None or token[:7].lower() != b"bearer ":
         return None
     try:
-        return path.group(1), token[7:].strip().decode("ascii")
+        return path.group(1), token[7:].decode("ascii")  # as FastAPI's HTTPBearer takes it: unstripped
     except UnicodeDecodeError:
         return None
 
