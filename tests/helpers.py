@@ -28,6 +28,19 @@ PIMA = {
 }
 
 
+def small_pima_bundle(folder):
+    """A small Pima bundle (MLP + logistic, 5 bootstrap replicates, no explanations), trained into `folder` and
+    loaded: for module-scoped fixtures of workflow tests."""
+    from precimed.bundle import load_bundle
+    from precimed.config import parse_config
+    from precimed.workflows import train_from_config
+
+    cfg = fast(PIMA)
+    cfg["models"]["baselines"] = ["logistic"]
+    cfg["evaluation"] = {"bootstrap": 5, "explain": 0}
+    return load_bundle(train_from_config(parse_config(cfg), folder / "run", progress=False).bundle_path)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now (for a `precimed serve` subprocess)."""
     import socket

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import PIMA, fast
+from helpers import PIMA, fast, small_pima_bundle
 from precimed.data import load_dataset
 from precimed.errors import DataError
 from precimed.workflows import patient_view as pv
@@ -20,15 +20,7 @@ PATIENT = {"patient_id": "p1", "glu": 148, "bmi": 33.6, "age": 50, "ped": 0.627}
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from precimed.bundle import load_bundle
-    from precimed.config import parse_config
-    from precimed.workflows import train_from_config
-
-    cfg = fast(PIMA)
-    cfg["models"]["baselines"] = ["logistic"]
-    cfg["evaluation"] = {"bootstrap": 5, "explain": 0}
-    out = tmp_path_factory.mktemp("pv") / "run"
-    return load_bundle(train_from_config(parse_config(cfg), out, progress=False).bundle_path)
+    return small_pima_bundle(tmp_path_factory.mktemp("pv"))
 
 
 def without_summary(bundle, key: str, **changes):

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from helpers import PIMA, fast
-from precimed.bundle import load_bundle
+from helpers import small_pima_bundle
 from precimed.errors import DataError
 from precimed.workflows.patients import (
     FieldProblem,
@@ -28,14 +27,7 @@ PATIENT = {"patient_id": "p1", "glu": 148, "bmi": 33.6, "age": 50, "ped": 0.627}
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    from precimed.config import parse_config
-    from precimed.workflows import train_from_config
-
-    cfg = fast(PIMA)
-    cfg["models"]["baselines"] = ["logistic"]
-    cfg["evaluation"] = {"bootstrap": 5, "explain": 0}
-    run = train_from_config(parse_config(cfg), tmp_path_factory.mktemp("pima") / "run", progress=False)
-    return load_bundle(run.bundle_path)
+    return small_pima_bundle(tmp_path_factory.mktemp("pima"))
 
 
 def test_check_patients_names_each_bad_field_and_patient(bundle):
