@@ -8,7 +8,8 @@ Checking and scoring patients is the workflows' job (precimed.workflows.patients
 
 from __future__ import annotations
 
-import uuid
+import os
+import time
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,7 +49,19 @@ class ApiError(Exception):
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A new record id (prediction, plan): a UUID version 7 (RFC 9562) as 32 hex characters.
+
+    The first 48 bits are the Unix time in milliseconds and the other 74 free bits random (`os.urandom`), so ids
+    are unique and unguessable as before, but a new row's id sorts after the rows before it. Its index entry then
+    lands on the B-tree's last page instead of a random one: with uuid4 ids each stored prediction dirtied a random
+    page of the predictions index and one of the served-feature index, and the service wrote 38 KB to disk per
+    prediction; with these, 27 KB (benchmarks/service_speed.py's setup, after 20,000 predictions), and a large
+    table's inserts no longer need its whole index in memory. The creation time an id reveals is stored in the
+    record anyway."""
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits, 74 of them used
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 68) << 64 \
+        | 0b10 << 62 | rand & (1 << 62) - 1
+    return f"{value:032x}"
 
 
 # ----- request bodies -------------------------------------------------------------------------------------------
