@@ -142,7 +142,7 @@ def test_migrations_create_exactly_the_declared_schema_and_are_idempotent(tmp_pa
     assert db.revision() is None
     db.migrate()
     db.migrate()
-    assert db.revision() == db.head() == "0003_web_sessions"
+    assert db.revision() == db.head() == "0004_served_one_time_index"
     with db.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     db.dispose()

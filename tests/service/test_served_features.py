@@ -199,6 +199,31 @@ def test_retention_purges_old_rows_daily_and_at_start_and_audits_it(tmp_path, pi
         container_of(app).close()
 
 
+def test_purge_reaches_every_models_old_rows_and_no_new_one(tmp_path, pima_bundles):
+    """The purge deletes model by model through the (model, created_at) index: rows of models the registry never
+    heard of, and of names that sort before and after each other, all go once old; no recent row goes."""
+    from precimed.service.db import ServedFeatureRow
+    from precimed.service.served import purge
+
+    svc = start(tmp_path, pima_bundles, served_features_days=30)
+    try:
+        now = datetime.now(UTC)
+        stamp = [(now - timedelta(days=d)).isoformat(timespec="microseconds") for d in (90, 31, 29, 0)]
+        models = ["a", "pima-small", "zz-retired", "Ünicode-model"]
+        with svc.container.db.transaction() as s:
+            s.add_all([ServedFeatureRow(prediction_id=f"p{m}-{i}", patient_index=0, created_at=at, model=model,
+                                        version=1, features="[]", outputs="[]")
+                       for m, model in enumerate(models) for i, at in enumerate(stamp)])
+        assert purge(svc.container.db, svc.container.audit, 30) == 2 * len(models)
+        left = _served(svc)
+        assert sorted((r.model, r.created_at) for r in left) == sorted((m, at) for m in models for at in stamp[2:])
+        (record,) = _audit(svc, "retention_purge")
+        assert json.loads(record["detail"])["count"] == 8
+    finally:
+        svc.client.close()
+        svc.container.close()
+
+
 def test_zero_days_keeps_nothing(tmp_path, pima_bundles):
     svc = start(tmp_path, pima_bundles, served_features_days=0)
     try:

@@ -596,8 +596,7 @@ class ServedFeatureRow(Base):
 
     __tablename__ = "served_features"
     __table_args__ = (UniqueConstraint("prediction_id", "patient_index", name="uq_served_features_prediction_index"),
-                      Index("ix_served_features_model_created", "model", "created_at"),
-                      Index("ix_served_features_created", "created_at"))
+                      Index("ix_served_features_model_created", "model", "created_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prediction_id: Mapped[str] = mapped_column(String(32))
