@@ -55,7 +55,7 @@ def new_id() -> str:
     are unique and unguessable as before, but a new row's id sorts after the rows before it. Its index entry then
     lands on the B-tree's last page instead of a random one: with uuid4 ids each stored prediction dirtied a random
     page of the predictions index and one of the served-feature index, and the service wrote 38 KB to disk per
-    prediction; with these, 27 KB (benchmarks/service_speed.py's setup, after 20,000 predictions; 24 KB once the second index of served_features went, migration 0004), and a large
+    prediction; with these, 27 KB (benchmarks/service_speed.py's setup, after 20,000 predictions), and a large
     table's inserts no longer need its whole index in memory. The creation time an id reveals is stored in the
     record anyway."""
     rand = int.from_bytes(os.urandom(10), "big")  # 80 random bits, 74 of them used
