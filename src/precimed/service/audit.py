@@ -57,7 +57,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import event, func, select
+from sqlalchemy import bindparam, event, func, select
 from sqlalchemy.orm import Session
 
 from precimed.errors import PrecimedError
@@ -92,6 +92,10 @@ KINDS = ("altered", "deleted", "inserted", "head", "truncated", "rewritten", "wi
          "checkpoint", "result", "stage", "version", "token")
 STORED = {PredictionRow: ("predictions", "result"), PlanRow: ("plans", "plan")}
 _STORED_TABLES = {model.__tablename__: spec for model, spec in STORED.items()}
+
+
+_TAIL = select(*(AuditRow.__table__.c[name] for name in (*HASHED, "row_hash"))) \
+    .where(AuditRow.__table__.c.seq >= bindparam("seq")).order_by(AuditRow.__table__.c.seq)
 
 
 class AuditChainError(PrecimedError):
@@ -157,7 +161,12 @@ class Entry:
 
 def legacy_row_hash(row: AuditRow) -> str:
     """The unkeyed SHA-256 of rows written before the chain was keyed (kept byte-identical for old databases)."""
-    return hashlib.sha256(json.dumps(row_content(row), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return legacy_content_hash(row_content(row))
+
+
+def legacy_content_hash(content: dict[str, Any]) -> str:
+    """`legacy_row_hash` of a row's hashed fields."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def stored_digests(rows: Iterable[Any]) -> list[list[str]]:
@@ -242,7 +251,11 @@ class AuditLog:
 
     def expected_hash(self, row: AuditRow) -> str:
         """The hash `row` must carry: keyed, or plain SHA-256 for rows adopted from before the key."""
-        return legacy_row_hash(row) if row.seq <= self.legacy_seq else row_hash(row, self.key)
+        return self.expected_content_hash(row_content(row))
+
+    def expected_content_hash(self, content: dict[str, Any]) -> str:
+        """`expected_hash` of a row's hashed fields (`HASHED`)."""
+        return legacy_content_hash(content) if content["seq"] <= self.legacy_seq else content_hash(content, self.key)
 
     # ----- appending --------------------------------------------------------------------------------------------
     def record(self, session: Session, *, actor: str, role: str, action: str, model: str | None = None,
@@ -417,19 +430,20 @@ class AuditLog:
 
     def _check_tail(self, seq: int, expected: str) -> tuple[int, str] | None:
         """(seq, hash) of the last row if the rows from `seq` on are intact and linked; None (logged) otherwise."""
-        table = AuditRow.__table__  # plain rows, not ORM objects: this runs every `audit_checkpoint_every` rows
-        with self.db.session() as s:
-            rows = s.execute(select(table).where(table.c.seq >= seq).order_by(table.c.seq)).all()
-        if not rows or rows[0].seq != seq or rows[0].row_hash != expected:
+        # plain tuples, not ORM objects nor SQLAlchemy rows: the writer runs this every `audit_checkpoint_every` rows
+        rows = self.db.fetch_all(_TAIL, {"seq": seq})
+        if not rows or rows[0][0] != seq or rows[0][-1] != expected:
             log.error("audit: the row at checkpoint seq %d is gone or changed; not signing a new checkpoint", seq)
             return None
-        prev = rows[0]
-        for row in rows[1:]:
-            if row.seq != prev.seq + 1 or row.prev_hash != prev.row_hash or row.row_hash != self.expected_hash(row):
-                log.error("audit: row %d does not verify; not signing a new checkpoint", row.seq)
+        prev_seq, prev_hash = seq, expected
+        for *content, stored_hash in rows[1:]:
+            fields = dict(zip(HASHED, content, strict=True))
+            if fields["seq"] != prev_seq + 1 or fields["prev_hash"] != prev_hash or \
+                    stored_hash != self.expected_content_hash(fields):
+                log.error("audit: row %d does not verify; not signing a new checkpoint", fields["seq"])
                 return None
-            prev = row
-        return prev.seq, prev.row_hash
+            prev_seq, prev_hash = fields["seq"], stored_hash
+        return prev_seq, prev_hash
 
     # ----- verifying ----------------------------------------------------------------------------------------------
     def verify(self, anchors: Iterable[tuple[int, str]] = ()) -> Verification:
