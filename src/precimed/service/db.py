@@ -26,8 +26,10 @@ would raise (so they map to the same HTTP answers).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -256,6 +258,9 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     return engine
 
 
+#: at most this many event-loop threads keep a read connection of their own (`Database._loop_reader`)
+MAX_LOOP_READERS = 4
+
 #: a pooled PostgreSQL connection unused for longer than this is pinged before it is handed out
 IDLE_PING_SECONDS = 10.0
 
@@ -352,6 +357,8 @@ class Database:
         self.file = sqlite_file(self.url)
         self._identity = _identity(self.file)
         self._compiled: dict[int, tuple[Any, str, tuple[str, ...] | None]] = {}
+        self._loop_readers: dict[int, Any] = {}  # thread id -> its kept read connection (`_loop_reader`)
+        self._loop_readers_lock = threading.Lock()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -414,7 +421,8 @@ class Database:
 
     def _fetch(self, statement: Executable, params: dict[str, Any], *, one: bool) -> list[tuple[Any, ...]]:
         sql, order = self.compiled(statement)
-        raw = self._checkout()
+        kept = self._loop_reader()
+        raw = kept or self._checkout()
         try:
             cur = raw.cursor()
             try:
@@ -427,10 +435,45 @@ class Database:
             finally:
                 cur.close()
         except self.engine.dialect.loaded_dbapi.Error as exc:
-            raise self._wrapped(exc, raw) from None
+            wrapped = self._wrapped(exc, raw)
+            if kept is not None:
+                self._drop_loop_reader()
+            raise wrapped from None
         finally:
-            raw.close()  # back to the pool (which rolls back a driver-opened transaction)
+            if kept is None:
+                raw.close()  # back to the pool (which rolls back a driver-opened transaction)
         return rows
+
+    def _loop_reader(self) -> Any:
+        """(SQLite file) The read connection kept by the calling thread when it runs an event loop, else None.
+
+        The predict lane reads the token and the registry stamp on the event loop (microseconds on SQLite); a
+        connection of its own spares it the pool's checkout and check-in twice a request. It stays in autocommit
+        mode (each SELECT its own read transaction, ended when its cursor closes), so it never holds back a WAL
+        checkpoint; a driver error drops it. At most `MAX_LOOP_READERS` threads keep one (a test client starts a
+        loop thread per client); `dispose()` closes them."""
+        if self.file is None:
+            return None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        me = threading.get_ident()
+        kept = self._loop_readers.get(me)
+        if kept is None and len(self._loop_readers) < MAX_LOOP_READERS:
+            with self._loop_readers_lock:  # once per thread
+                if len(self._loop_readers) < MAX_LOOP_READERS:
+                    kept = self._checkout()
+                    kept.detach()  # no longer the pool's: closed for good by `_drop_loop_reader` or `dispose`
+                    self._loop_readers[me] = kept
+        return kept
+
+    def _drop_loop_reader(self) -> None:
+        with self._loop_readers_lock:
+            kept = self._loop_readers.pop(threading.get_ident(), None)
+        if kept is not None:
+            with suppress(Exception):
+                kept.close()
 
     def _checkout(self) -> Any:
         """A pooled DBAPI connection; a failure to connect is the SQLAlchemy error the ORM would raise."""
@@ -518,6 +561,11 @@ class Database:
         return ScriptDirectory.from_config(alembic_config(self.url)).get_current_head()
 
     def dispose(self) -> None:
+        with self._loop_readers_lock:
+            kept, self._loop_readers = list(self._loop_readers.values()), {}
+        for connection in kept:
+            with suppress(Exception):
+                connection.close()
         self.engine.dispose()
 
 
