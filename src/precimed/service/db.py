@@ -653,7 +653,7 @@ class ServedFeatureRow(Base):
     `features` is the encoded vector the model scored (JSON list of floats, null for missing, in the order of the
     bundle's `metadata["feature_names_out"]`, which is not repeated per row); `outputs` the model's numeric outputs;
     `outcome` (JSON), `outcome_at` and `outcome_actor` (a token id) are filled by `POST /v1/outcomes`. No patient
-    id and no free text: a row is reached by its prediction's random id and the patient's index in that request."""
+    id and no free text: a row is reached by its prediction's id (UUIDv7) and the patient's index in that request."""
 
     __tablename__ = "served_features"
     __table_args__ = (UniqueConstraint("prediction_id", "patient_index", name="uq_served_features_prediction_index"),

@@ -5,7 +5,7 @@
   `container.commit` as the prediction, so both are durable together (or neither is). Only tabular predictions:
   explanations and image predictions store none. Nothing identifies a patient: no patient id, no free text, only
   the encoded vector the model scored (the bundle's `metadata["feature_names_out"]` order), the numeric outputs,
-  the prediction's random id and the patient's position in the request.
+  the prediction's id (UUIDv7: its millisecond, then 74 random bits) and the patient's position in the request.
 - `attach_outcomes` (POST /v1/outcomes) checks every item against its model version's task, then writes all of
   them and one audit row (action "outcomes": counts and the SHA-256 of each prediction id) in one transaction.
 - `purge` deletes rows older than `served_features_days` (0 keeps nothing: none are written either), audited as
