@@ -50,7 +50,12 @@ def test_malformed_bodies_get_422_in_the_same_shape(svc):
     assert r.status_code == 422 and r.json()["field"] == "patients"
     r = svc.client.post(PREDICT, content=b"{not json", headers={**svc.auth("clinician"),
                                                                  "Content-Type": "application/json"})
-    assert r.status_code == 422
+    assert r.status_code == 422 and r.json()["field"] == "body"
+    assert r.json()["message"].startswith("invalid request in field(s) ['body']: the body is not valid JSON (")
+    assert "at character 1)" in r.json()["message"]  # where the parser stopped
+    r = svc.client.post(PREDICT, content=b'{"patients": [{"glu": 1}]', headers={**svc.auth("clinician"),
+                                                                              "Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["field"] == "body" and "not valid JSON" in r.json()["message"]
 
 
 def test_an_unknown_model_or_version_is_404(svc):

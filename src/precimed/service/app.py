@@ -102,7 +102,12 @@ def _validation_body(exc: RequestValidationError) -> dict[str, Any]:
     for e in exc.errors():
         loc = [x for x in e.get("loc", ()) if x != "body"]
         index = None
-        if len(loc) >= 2 and loc[0] == "patients" and isinstance(loc[1], int):
+        if e.get("type") == "json_invalid":  # loc is ("body", character offset): name the body, say where
+            name, at = "body", loc[0] if loc and isinstance(loc[0], int) else None
+            reason = str((e.get("ctx") or {}).get("error", "")).strip()[:100]
+            e = {"msg": "the body is not valid JSON" + (f" ({reason}" if reason else " (") +
+                 (f" at character {at})" if at is not None else ")")}
+        elif len(loc) >= 2 and loc[0] == "patients" and isinstance(loc[1], int):
             index = loc[1]
             name = str(loc[2]) if len(loc) >= 3 else "patients"
         else:
