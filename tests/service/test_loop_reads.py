@@ -32,12 +32,30 @@ def database(tmp_path):
     db.dispose()
 
 
+def _run(coroutine_function):
+    """Run a coroutine function on a fresh event loop in a thread of its own (the test's own thread may already
+    run a loop: Playwright's sync API leaves one in the main thread) and return its result or raise its error."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["value"] = asyncio.run(coroutine_function())
+        except BaseException as exc:  # handed to the test's thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=60)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def _on_loop(fn):
-    return asyncio.run(_call(fn))
+    async def call():
+        return fn()
 
-
-async def _call(fn):
-    return fn()
+    return _run(call)
 
 
 def test_the_loop_thread_keeps_one_connection_and_the_pool_is_not_used(database, monkeypatch):
@@ -50,7 +68,11 @@ def test_the_loop_thread_keeps_one_connection_and_the_pool_is_not_used(database,
 
     assert _on_loop(reads) == [("t1", None)] * 5
     assert len(checkouts) == 1 and len(database._loop_readers) == 1  # taken once, then kept
-    assert database.fetch_one(LOOKUP, {"sha": "a" * 64}) == ("t1", None)  # no loop here: the pool
+    plain = []  # a thread without an event loop (a worker thread): the pool
+    worker = threading.Thread(target=lambda: plain.append(database.fetch_one(LOOKUP, {"sha": "a" * 64})))
+    worker.start()
+    worker.join()
+    assert plain == [("t1", None)]
     assert len(checkouts) == 2 and len(database._loop_readers) == 1
 
 
@@ -63,7 +85,7 @@ def test_a_revocation_committed_elsewhere_is_seen_by_the_next_read(database, tmp
         other.close()
         return database.fetch_one(LOOKUP, {"sha": "a" * 64})
 
-    assert asyncio.run(scenario()) == ("t1", "2026-02-02")
+    assert _run(scenario) == ("t1", "2026-02-02")
 
 
 def test_the_kept_connection_holds_no_read_transaction_so_checkpoints_complete(database, tmp_path):
@@ -78,7 +100,7 @@ def test_the_kept_connection_holds_no_read_transaction_so_checkpoints_complete(d
             busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
         return busy
 
-    assert asyncio.run(scenario()) == 0
+    assert _run(scenario) == 0
 
 
 def test_a_driver_error_drops_the_kept_connection(database):
@@ -91,7 +113,7 @@ def test_a_driver_error_drops_the_kept_connection(database):
         assert database._loop_readers == {}
         return database.fetch_one(LOOKUP, {"sha": "a" * 64})  # a fresh one
 
-    assert asyncio.run(scenario()) == ("t1", None)
+    assert _run(scenario) == ("t1", None)
     assert len(database._loop_readers) == 1
 
 
@@ -100,8 +122,11 @@ def test_at_most_a_few_loop_threads_keep_one_and_dispose_closes_them(database):
     n = dbmod.MAX_LOOP_READERS + 3
     together = threading.Barrier(n)  # all alive at once (a finished thread's id may be reused)
 
-    def loop_thread():
-        seen.append(_on_loop(lambda: database.fetch_one(LOOKUP, {"sha": "a" * 64})))
+    async def read():
+        return database.fetch_one(LOOKUP, {"sha": "a" * 64})
+
+    def loop_thread():  # a fresh thread: no loop yet, so asyncio.run may start one here
+        seen.append(asyncio.run(read()))
         together.wait(timeout=30)
 
     threads = [threading.Thread(target=loop_thread) for _ in range(n)]
