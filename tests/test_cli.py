@@ -206,3 +206,22 @@ def test_explain_gives_each_patient_contributions_in_original_units(run_cli, tra
     total = first["base_value"] + sum(c["contribution"] for c in first["contributions"]) + first["rest"]["contribution"]
     assert total == pytest.approx(first["prediction"], abs=1e-6)
     assert any(c["display"].startswith("glu = 148") for c in first["contributions"])
+
+
+def test_messages_and_result_lines_are_printed_as_text_never_as_markup(monkeypatch, capsys):
+    """Rich reads "[...]" as markup: an extra's name ('precimed[scale]') or a value from a user's file (a patient
+    id "[red]x[/red]", a path with brackets) must come out exactly as written."""
+    from precimed import cli
+    from precimed.errors import ConfigError
+
+    def fails(*_args, **_kwargs):
+        raise ConfigError("install 'precimed[scale]'; column '[red]x[/red]' and [bold]")
+
+    monkeypatch.setattr(cli, "app", fails)  # a command that fails with such a message
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "install 'precimed[scale]'; column '[red]x[/red]' and [bold]" in " ".join(err.split())
+    cli._say("patient [bold]p1[/bold] → out[1]/scored.csv")
+    assert "patient [bold]p1[/bold] → out[1]/scored.csv" in capsys.readouterr().out

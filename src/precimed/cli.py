@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from precimed.errors import PrecimedError
@@ -26,8 +27,13 @@ KEY_METRICS = {
 IMAGE_METRICS = {"binary": ["auroc", "auprc", "brier"], "segmentation": ["dice"]}
 
 
+def _say(text: str) -> None:
+    """Print a result line: plain text (paths, patient ids and model names are never read as markup)."""
+    console.print(text, markup=False, highlight=False)
+
+
 def _echo(message: str) -> None:
-    err_console.print(f"[dim]· {message}[/dim]")
+    err_console.print(f"[dim]· {escape(message)}[/dim]")  # a message is text, never markup
 
 
 def _cell(m: dict | None) -> str:
@@ -147,7 +153,7 @@ def train(config: Path = typer.Argument(..., help="run config (YAML)"),
     _apart({"--out": out}, {"CONFIG": config})
     result = run(config, out, overwrite=overwrite, progress=progress, echo=_echo)
     print_metrics(result.metrics)
-    console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
+    _say(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
 
 
 @app.command()
@@ -194,7 +200,7 @@ def predict(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
                        modality=modality, runtime=runtime)
     used = out["model"].iloc[0] if len(out) else model
     unit = "slice(s)" if "slice" in out.columns else "patient(s)"
-    console.print(f"{len(out)} {unit} scored with {used} → {output}")
+    _say(f"{len(out)} {unit} scored with {used} → {output}")
 
 
 @app.command()
@@ -214,14 +220,14 @@ def explain(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)"
         for row in rows[:5]:
             detail = f"p={row['probability']:.3f}" if "probability" in row else \
                 f"{row['lesion_pixels_model_grid']} lesion pixels"
-            console.print(f"slice {row['slice']}: {detail}")
-        console.print(f"{len(rows)} slice(s) explained → {output}" + (f"; overlays in {plots}" if plots else ""))
+            _say(f"slice {row['slice']}: {detail}")
+        _say(f"{len(rows)} slice(s) explained → {output}" + (f"; overlays in {plots}" if plots else ""))
         return
     for row in rows[:5]:
         top_line = "; ".join(f"{c['display']} ({c['contribution']:+.3f}, {c['direction']})"
                              for c in row["contributions"][:3])
-        console.print(f"patient {row['patient_id']}: {row['prediction']:.3f} ({row['scale']}) ← {top_line}")
-    console.print(f"{len(rows)} patient(s) explained → {output}" + (f"; plots in {plots}" if plots else ""))
+        _say(f"patient {row['patient_id']}: {row['prediction']:.3f} ({row['scale']}) ← {top_line}")
+    _say(f"{len(rows)} patient(s) explained → {output}" + (f"; plots in {plots}" if plots else ""))
 
 
 def _print_key_positions(value: bool) -> None:
@@ -270,7 +276,7 @@ def plan(patient: Path = typer.Option(..., "--patient", help="patient JSON: fact
     console.print(to_markdown(result), markup=False, highlight=False)
     if out is not None:
         write_plan(result, out, overwrite=overwrite)
-        console.print(f"plan → {out}/plan.json, plan.md, plan.html, careplan.fhir.json")
+        _say(f"plan → {out}/plan.json, plan.md, plan.html, careplan.fhir.json")
 
 
 @app.command()
@@ -301,7 +307,7 @@ def evaluate(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle)
     _apart({"--out": out}, {"BUNDLE": bundle, "--data": data if Path(data).exists() else None})
     result = run(bundle, data, out, overwrite=overwrite, echo=_echo)
     print_metrics(result.metrics)
-    console.print(f"metrics {out / 'metrics.json'}")
+    _say(f"metrics {out / 'metrics.json'}")
 
 
 @app.command()
@@ -327,7 +333,7 @@ def update(bundle: Path = typer.Argument(..., help="bundle folder (RUN/bundle) o
                        for k, v in record["fitted"].items() if k != "note")
     console.print(f"{record['method']} of {record['parent_model']!r} (parent {record['parent']}) on "
                   f"{record['data']['rows']} rows: {fitted}", markup=False, highlight=False)
-    console.print(f"bundle  {result.bundle_path}\nupdate  {out / 'update.json'}")
+    _say(f"bundle  {result.bundle_path}\nupdate  {out / 'update.json'}")
 
 
 @app.command()
@@ -426,7 +432,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", help="run folder (
 
     result = run(out, progress=progress, echo=_echo)
     print_metrics(result.metrics)
-    console.print(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
+    _say(f"bundle  {result.bundle_path}\nmetrics {out / 'metrics.json'}")
 
 
 @app.command()
@@ -483,7 +489,7 @@ def ward_compare(out: Path = typer.Option(..., "--out", help="folder to create")
         table.add_row(name, f"{r['auroc']:.3f}", f"{r['alerts_per_patient_day']:.3f}",
                       f"{r['detected']}/{r['events']}", f"{r['median_lead_hours']:.1f}")
     console.print(table)
-    console.print(f"details {out / 'comparison.json'}; bundle {out / 'model' / 'bundle'}")
+    _say(f"details {out / 'comparison.json'}; bundle {out / 'model' / 'bundle'}")
 
 
 @app.command()
@@ -509,7 +515,7 @@ def keygen(path: Path = typer.Argument(..., help="where to write a new pseudonym
     """Create a random key for keyed pseudonyms and date shifts; keep it away from the data."""
     from precimed.workflows.privacy import make_key
 
-    console.print(f"key written to {make_key(path)} (keep it secret; the same key gives the same pseudonyms)")
+    _say(f"key written to {make_key(path)} (keep it secret; the same key gives the same pseudonyms)")
 
 
 # ----- the service (its commands live in precimed.service.cli_commands; imported only when used) -----------------
@@ -594,7 +600,7 @@ def tokens_revoke(token_id: str = typer.Argument(..., help="the token's id (tok_
     from precimed.service.cli_commands import tokens_revoke as run
 
     run(registry, token_id, db=db)
-    console.print(f"token {token_id} revoked")
+    _say(f"token {token_id} revoked")
 
 
 @tokens_app.command("list")
@@ -710,7 +716,8 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except PrecimedError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message naming an extra ('precimed[scale]') or quoting a value (a column called "[red]") is text
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

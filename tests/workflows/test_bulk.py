@@ -115,6 +115,17 @@ def test_cli_bad_inputs_are_one_line_and_write_nothing(bundle_dir, parts, tmp_pa
     assert not (tmp_path / "o3").exists()
 
 
+def test_without_dask_the_dask_engine_says_which_extra_to_install(bundle_dir, parts, tmp_path, run_cli,
+                                                                   monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` sees when it is not installed
+    err = one_line_error(run_cli, bundle_dir, "--input", str(parts / "*.parquet"), "--output", tmp_path / "o",
+                         "--engine", "dask")
+    assert "pip install 'precimed[scale]'" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_local_engine_is_the_default_for_a_glob(bundle_dir, parts, tmp_path, run_cli):
     code, out, err = run_cli("predict", bundle_dir, "--input", str(parts / "part-0[45].parquet"),
                              "--output", tmp_path / "scored", "--no-progress")

@@ -174,12 +174,21 @@ def _run_local(tasks: list[Task]) -> Iterator[tuple[int, bytes, int]]:
         yield i, data, n
 
 
+NEEDS_DASK = "--engine dask needs Dask: pip install 'precimed[scale]' (or 'dask[distributed]')"
+
+
+def _distributed() -> Any:
+    """The `distributed` package, or ConfigError saying which extra to install (never an ImportError traceback)."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError(NEEDS_DASK) from None
+    return distributed
+
+
 @contextmanager
 def _dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    try:
-        from distributed import Client
-    except ImportError:
-        raise ConfigError("--engine dask needs Dask: pip install 'precimed[scale]' (or 'dask[distributed]')") from None
+    Client = _distributed().Client  # noqa: N806 (the class)
     if scheduler is not None:
         try:
             client = Client(scheduler, set_as_default=False)
@@ -217,7 +226,8 @@ def local_cluster(workers: int) -> Iterator[Any]:
 
 
 def _run_dask(tasks: list[Task], scheduler: str | None, workers: int) -> Iterator[tuple[int, bytes, int]]:
-    from distributed import KilledWorker, as_completed
+    distributed = _distributed()
+    KilledWorker, as_completed = distributed.KilledWorker, distributed.as_completed  # noqa: N806 (a class)
 
     with _dask_client(scheduler, workers) as client:
         futures: list[Any] = [client.submit(score_partition, *task, pure=False) for task in tasks]
@@ -262,6 +272,8 @@ def predict_partitions(bundle_dir: Path | str, pattern: str | Path, out_dir: Pat
         raise ConfigError(f"--engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if scheduler is not None and engine != "dask":
         raise ConfigError("--scheduler applies to --engine dask")
+    if engine == "dask":
+        _distributed()  # before anything is read or written
     out_dir = Path(out_dir)
     if out_dir.suffix.lower() in (".csv", ".parquet", ".json", ".jsonl"):
         raise ConfigError(f"--output {out_dir}: a partitioned input is scored into a folder (one file per "
